@@ -1,0 +1,207 @@
+"""One registry for aggregation rules and pre-aggregation steps.
+
+A *rule* maps a stacked ``(n, d)`` tensor to a ``(d,)`` tensor; a *pre-aggregation* maps
+``(n, d)`` to ``(m, d)``. Both are pure functions registered with :func:`rule` or
+:func:`preaggregation`. The decorators wrap each function with the checks every rule shares:
+
+* input validation (2-D, floating point, at least one row);
+* the rule's constraint on ``(n, f)`` (e.g. ``n > 2f``), raising :class:`ConstraintError` that names
+  the rule, the constraint and the values given;
+* the non-finite policy (see :func:`drop_nonfinite_rows`): rows holding NaN or Inf are counted
+  against ``f`` and removed before the rule runs; more than ``f`` such rows is a
+  :class:`NonFiniteError`. A rule never silently returns NaN.
+
+The wrapped function keeps the original signature, so ``trimmed_mean(grads, f=3)`` works directly
+and through :func:`byzantium.aggregators.get`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "AggregatorError",
+    "ConstraintError",
+    "NonFiniteError",
+    "Constraint",
+    "Entry",
+    "REGISTRY",
+    "rule",
+    "preaggregation",
+    "validate_stack",
+    "drop_nonfinite_rows",
+    "require",
+]
+
+
+class AggregatorError(ValueError):
+    """Base class of every error an aggregator raises on bad input or parameters."""
+
+
+class ConstraintError(AggregatorError):
+    """A parameter constraint of a rule (e.g. ``n > 2f``) is violated."""
+
+
+class NonFiniteError(AggregatorError):
+    """More rows hold NaN/Inf than the rule tolerates (``f``)."""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A condition on ``(n, f)`` with its human-readable form, e.g. ``Constraint("n > 2f", ...)``."""
+
+    text: str
+    ok: Callable[[int, int], bool]
+
+    def check(self, name: str, n: int, f: int) -> None:
+        if f < 0:
+            raise ConstraintError(f"{name}: f must be >= 0, got f={f}")
+        if not self.ok(n, f):
+            raise ConstraintError(f"{name}: requires {self.text}, got n={n}, f={f}")
+
+
+ANY = Constraint("n >= 1", lambda n, f: n >= 1)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered rule or pre-aggregation.
+
+    ``maps_nf`` (pre-aggregations only) gives the ``(n, f)`` seen by the next stage, given the
+    stage's own ``(n, f)`` and its parameters: e.g. bucketing with size ``s`` turns ``(n, f)`` into
+    ``(ceil(n/s), f)`` because each Byzantine input can spoil one bucket.
+    """
+
+    name: str
+    fn: Callable[..., Tensor]
+    kind: Literal["rule", "preaggregation"]
+    constraint: Constraint
+    reference: str
+    summary: str
+    maps_nf: Callable[[int, int, dict[str, Any]], tuple[int, int]] | None = None
+    params: tuple[str, ...] = field(default_factory=tuple)
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def require(name: str, cond: bool, what: str) -> None:
+    """Raise :class:`ConstraintError` ``"<name>: <what>"`` unless ``cond`` holds."""
+    if not cond:
+        raise ConstraintError(f"{name}: {what}")
+
+
+def validate_stack(name: str, grads: Any) -> Tensor:
+    """Check that ``grads`` is a floating ``(n, d)`` tensor with ``n >= 1``; return it."""
+    if not isinstance(grads, Tensor):
+        raise AggregatorError(
+            f"{name}: expected a torch.Tensor of shape (n, d), got {type(grads).__name__}"
+        )
+    if grads.dim() != 2:
+        raise AggregatorError(
+            f"{name}: expected a stacked (n, d) tensor, got shape {tuple(grads.shape)}"
+        )
+    if not grads.is_floating_point():
+        raise AggregatorError(f"{name}: expected float32 or float64 gradients, got {grads.dtype}")
+    if grads.shape[0] < 1:
+        raise AggregatorError(f"{name}: expected at least one input row, got n=0")
+    return grads
+
+
+def drop_nonfinite_rows(name: str, grads: Tensor, f: int) -> tuple[Tensor, int]:
+    """Remove rows that hold NaN or Inf and count them against ``f``.
+
+    Returns the finite rows and the remaining budget ``f - removed``. A row with a single
+    non-finite coordinate is malformed as a whole (it came from a faulty or Byzantine sender), so
+    the entire row goes. Raises :class:`NonFiniteError` when more than ``f`` rows are malformed:
+    the rule's guarantee would no longer hold and returning NaN would poison the model.
+    """
+    finite = torch.isfinite(grads).all(dim=1)
+    if bool(finite.all()):
+        return grads, f
+    bad = int((~finite).sum())
+    if bad > f:
+        rows = torch.nonzero(~finite).flatten().tolist()
+        raise NonFiniteError(
+            f"{name}: {bad} input rows contain NaN/Inf (rows {rows[:10]}"
+            f"{'...' if len(rows) > 10 else ''}) but the rule tolerates at most f={f}"
+        )
+    return grads[finite], f - bad
+
+
+def _param_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    sig = inspect.signature(fn)
+    return tuple(p.name for p in list(sig.parameters.values())[1:])
+
+
+def _register(entry: Entry) -> None:
+    if entry.name in REGISTRY:
+        raise ValueError(f"aggregator {entry.name!r} registered twice")
+    REGISTRY[entry.name] = entry
+
+
+def _guarded(name: str, fn: Callable[..., Tensor], constraint: Constraint) -> Callable[..., Tensor]:
+    """Wrap ``fn`` with stack validation, the ``(n, f)`` constraint and the non-finite policy."""
+    takes_f = "f" in inspect.signature(fn).parameters
+
+    @functools.wraps(fn)
+    def wrapped(grads: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        grads = validate_stack(name, grads)
+        f = int(kwargs.get("f", 0)) if takes_f else 0
+        constraint.check(name, grads.shape[0], f)
+        grads, f_left = drop_nonfinite_rows(name, grads, f)
+        if takes_f:
+            kwargs["f"] = f_left
+        return fn(grads, *args, **kwargs)
+
+    wrapped.__wrapped_rule__ = fn  # type: ignore[attr-defined]
+    return wrapped
+
+
+def rule(
+    name: str,
+    *,
+    constraint: Constraint = ANY,
+    reference: str = "",
+    summary: str = "",
+) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Register an aggregation rule ``fn(grads, *, f=0, **params) -> (d,)``.
+
+    The registered (and returned) function validates the stack, checks ``constraint`` on
+    ``(n, f)``, applies the non-finite policy and calls ``fn`` on the finite rows with the reduced
+    ``f``.
+    """
+
+    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        wrapped = _guarded(name, fn, constraint)
+        _register(Entry(name, wrapped, "rule", constraint, reference, summary, None, _param_names(fn)))
+        return wrapped
+
+    return deco
+
+
+def preaggregation(
+    name: str,
+    *,
+    constraint: Constraint = ANY,
+    maps_nf: Callable[[int, int, dict[str, Any]], tuple[int, int]] = lambda n, f, p: (n, f),
+    reference: str = "",
+    summary: str = "",
+) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Register a pre-aggregation ``fn(grads, *, f=0, **params) -> (m, d)``; see :func:`rule`."""
+
+    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        wrapped = _guarded(name, fn, constraint)
+        _register(
+            Entry(name, wrapped, "preaggregation", constraint, reference, summary, maps_nf,
+                  _param_names(fn))
+        )
+        return wrapped
+
+    return deco
