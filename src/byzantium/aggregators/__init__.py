@@ -13,10 +13,15 @@ from .registry import (
 )
 from .compose import Aggregator, Stage, chain, get, names, parse_spec
 
-# Importing the rule modules registers them.
-from . import coordinate as _coordinate  # noqa: F401,E402
+import importlib as _importlib
+import pkgutil as _pkgutil
 
-from .coordinate import mean, median, trimmed_mean, meamed  # noqa: E402
+# Every public module of this package registers its rules on import; import them all, then export
+# each registered function under its registry name (``byzantium.aggregators.krum`` ...).
+for _m in _pkgutil.iter_modules(__path__):
+    if not _m.name.startswith("_") and _m.name not in ("registry", "compose"):
+        _importlib.import_module(f"{__name__}.{_m.name}")
+globals().update({_name: _entry.fn for _name, _entry in REGISTRY.items()})
 
 __all__ = [
     "REGISTRY",
@@ -31,10 +36,7 @@ __all__ = [
     "names",
     "parse_spec",
     "describe",
-    "mean",
-    "median",
-    "trimmed_mean",
-    "meamed",
+    *sorted(REGISTRY),
 ]
 
 
