@@ -1,30 +1,84 @@
-"""The ``byzantium`` command line."""
+"""The ``byzantium`` command line.
+
+    byzantium train CONFIG [--set key=value ...] [--out DIR] [--resume]
+    byzantium compare CONFIG [--set key=value ...] [--out DIR]
+    byzantium adversary [--K 15 --r 3 --q 1-7] [--csv PATH]
+    byzantium list aggregators|attacks|schemes
+    byzantium aggregators-demo
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
+
+
+def _print_rows(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    widths[-1] = 0
+    print("  ".join(f"{h:<{w}}" for h, w in zip(headers, widths)).rstrip())
+    for r in rows:
+        print("  ".join(f"{str(x):<{w}}" for x, w in zip(r, widths)).rstrip())
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "aggregators":
         from .aggregators import describe
 
-        rows = describe()
-        w = max(len(r[0]) for r in rows)
-        wc = max(len(r[2]) for r in rows)
-        print(f"{'name':<{w}}  {'kind':<14}  {'constraint':<{wc}}  description")
-        for name, kind, constraint, summary in rows:
-            print(f"{name:<{w}}  {kind:<14}  {constraint:<{wc}}  {summary}")
-        return 0
-    raise AssertionError(args.what)
+        _print_rows(("name", "kind", "constraint", "description"), describe())
+    elif args.what == "attacks":
+        from .attacks import describe as describe_attacks
+
+        rows = describe_attacks()
+        _print_rows(("name", "knowledge", "description"), [r[:3] for r in rows])
+    else:
+        from .schemes import describe_schemes
+
+        _print_rows(("name", "parts"), describe_schemes())
+    return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+def _load(args: argparse.Namespace):
+    from .config import load_config
 
-    return run_demo(args)
+    return load_config(args.config, args.set)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.loop import run_training
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / cfg.scheme.display
+    print(f"training {cfg.scheme.display} -> {out}")
+    summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress)
+    acc = summary["final_test_accuracy"]
+    print(
+        f"done: final test accuracy {acc:.4f}, best {summary['best_test_accuracy']:.4f}, "
+        f"{summary['steps_completed']} steps; results in {out}"
+    )
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .training.compare import run_compare
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name
+    n = len(cfg.compare or [cfg.scheme])
+    print(f"comparing {n} schemes under attack '{cfg.attack.name}' (q={cfg.attack.q}) -> {out}")
+    res = run_compare(cfg, out, progress=not args.no_progress)
+    print()
+    print(res["table"])
+    print(f"\ntable: {out / 'table.md'}  plot: {out / 'accuracy.png'}")
+    return 0
+
+
+def _cmd_aggregators_demo(args: argparse.Namespace) -> int:
+    from .aggregators._demo import run_demo
+
+    return run_demo()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +88,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pl = sub.add_parser("list", help="list registered components")
-    pl.add_argument("what", choices=["aggregators"])
+    pl.add_argument("what", choices=["aggregators", "attacks", "schemes"])
     pl.set_defaults(func=_cmd_list)
 
-    pd = sub.add_parser("demo", help="run the default experiment")
-    pd.add_argument("--quick", action="store_true", help="a smaller, faster run")
-    pd.set_defaults(func=_cmd_demo)
+    for name, fn, helptext in (
+        ("train", _cmd_train, "train one scheme in the simulated cluster"),
+        ("compare", _cmd_compare, "train several schemes on the same data, attack and seed"),
+    ):
+        pt = sub.add_parser(name, help=helptext)
+        pt.add_argument("config", help="YAML configuration file")
+        pt.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config field, e.g. --set attack.q=3 (repeatable)",
+        )
+        pt.add_argument("--out", help="run directory (default: <out_dir>/<name>/...)")
+        pt.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "train":
+            pt.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        pt.set_defaults(func=fn)
+
+    try:
+        from .assignments.cli import add_adversary_parser
+    except ImportError:  # pragma: no cover - only while the package is being assembled
+        pass
+    else:
+        add_adversary_parser(sub)
+
+    pd = sub.add_parser("aggregators-demo", help="robustness of every rule on synthetic gradients")
+    pd.set_defaults(func=_cmd_aggregators_demo)
     return p
 
 
@@ -47,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"byzantium: error: {e}", file=sys.stderr)
         return 2
 

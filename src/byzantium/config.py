@@ -1,0 +1,395 @@
+"""Typed, validated run configuration: YAML in, dataclasses out, clear errors.
+
+Every error names the field (dotted path), the value given and what is allowed, e.g.
+``scheme.name: 'byzshild' is not allowed; choose one of: byzshield, detox, ...``.
+Command-line overrides use the same dotted paths: ``--set attack.q=3 --set training.steps=50``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainingConfig",
+    "AttackConfig",
+    "StragglerConfig",
+    "SchemeConfig",
+    "RunConfig",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "to_dict",
+    "SCHEMES",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or not allowed."""
+
+
+SCHEMES = (
+    "vanilla",
+    "robust",
+    "draco_repetition",
+    "draco_cyclic",
+    "detox",
+    "byzshield",
+    "dstar",
+)
+
+
+@dataclass
+class DataConfig:
+    """Which data set, how much of it, and how a step's batch is split into files."""
+
+    name: Literal["mnist1d", "digits", "linear", "logistic", "cifar10"] = "mnist1d"
+    train_size: int | None = 4000
+    root: str | None = None
+    split: Literal["iid", "dirichlet"] = "iid"
+    alpha: float = 0.5
+    validation_size: int = 200
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    name: Literal["logreg", "mlp", "cnn1d", "lenet", "resnet18"] = "cnn1d"
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """SGD with heavy-ball momentum and weight decay, and a learning-rate schedule."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    step_size: int = 100
+    gamma: float = 0.5
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 300
+    batch_size: int = 300
+    eval_every: int = 25
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 0
+
+
+@dataclass
+class AttackConfig:
+    """Who is Byzantine and what they send.
+
+    ``q`` Byzantine workers, placed ``worst_case`` (the omniscient choice that distorts the most
+    files for the scheme's assignment), ``random`` (one fixed random set) or ``redraw`` (a fresh
+    random set every step).
+    """
+
+    name: str = "none"
+    q: int = 0
+    placement: Literal["worst_case", "random", "redraw"] = "worst_case"
+    timing: Literal["rushing", "like_honest", "slowest"] = "rushing"
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class StragglerConfig:
+    """Per-worker delay model (simulated seconds) and the server's arrival policy."""
+
+    model: Literal["none", "exponential", "shifted_exponential", "pareto", "slow_set"] = "none"
+    params: dict = field(default_factory=dict)
+    policy: Literal["wait_all", "first_k"] = "wait_all"
+    k: int | None = None
+
+
+@dataclass
+class SchemeConfig:
+    """One system: an assignment + a decoder + an aggregator.
+
+    ``aggregator`` is a spec for :func:`byzantium.aggregators.get` (``"median"``, ``"nnm+krum"``);
+    ``f`` is the number of Byzantine inputs it must tolerate after decoding: ``"auto"`` derives it
+    from the placement (the worst-case number of distorted files for the assignment and q).
+    ``q`` overrides ``attack.q`` for this scheme only (``--set scheme.q=3``).
+    """
+
+    name: str = "vanilla"
+    label: str | None = None
+    q: int | None = None
+    aggregator: str | None = None
+    aggregator_params: dict = field(default_factory=dict)
+    f: int | str = "auto"
+    r: int | None = None
+    s: int | None = None
+    assignment: Literal["mols", "ramanujan"] = "mols"
+    m: int | None = None
+    k: int | None = None
+    lam: float = 2.0
+    variant: Literal["A", "B", "C", "D", "E"] = "A"
+    vote_rtol: float = 1e-5
+    on_no_majority: Literal["drop", "median"] = "drop"
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    workers: int = 15
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    stragglers: StragglerConfig = field(default_factory=StragglerConfig)
+    scheme: SchemeConfig = field(default_factory=SchemeConfig)
+    compare: list[SchemeConfig] = field(default_factory=list)
+    compare_clean: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# generic dict -> dataclass conversion with path-named errors
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of: " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"{path}: {value!r} is not allowed; choose one of: "
+                + ", ".join(str(a) for a in allowed)
+            )
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{path}: a value is required ({_type_name(tp)}), got null")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item,) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and tp is SchemeConfig:
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return _build(tp, value, path)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _build(cls: type, raw: dict, path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"unknown field {where}{unknown[0]}; allowed fields"
+            f"{' of ' + path if path else ''}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name in raw:
+            kwargs[name] = _convert(raw[name], hints[name], f"{path}.{name}" if path else name)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# semantic checks (beyond types)
+
+
+def _positive(path: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        rel = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{path}: must be {rel}, got {value!r}")
+
+
+def _validate(cfg: RunConfig) -> RunConfig:
+    _positive("workers", cfg.workers)
+    _positive("training.steps", cfg.training.steps)
+    _positive("training.batch_size", cfg.training.batch_size)
+    _positive("training.eval_every", cfg.training.eval_every)
+    _positive("training.eval_batch_size", cfg.training.eval_batch_size)
+    _positive("training.checkpoint_every", cfg.training.checkpoint_every, allow_zero=True)
+    _positive("optim.lr", cfg.optim.lr)
+    _positive("optim.weight_decay", cfg.optim.weight_decay, allow_zero=True)
+    if not 0 <= cfg.optim.momentum < 1:
+        raise ConfigError(f"optim.momentum: must be in [0, 1), got {cfg.optim.momentum!r}")
+    _positive("optim.step_size", cfg.optim.step_size)
+    _positive("optim.gamma", cfg.optim.gamma)
+    _positive("data.train_size", cfg.data.train_size)
+    _positive("data.alpha", cfg.data.alpha)
+    _positive("data.validation_size", cfg.data.validation_size, allow_zero=True)
+    _positive("attack.q", cfg.attack.q, allow_zero=True)
+    if cfg.attack.q >= cfg.workers:
+        raise ConfigError(
+            f"attack.q: must be smaller than the number of workers ({cfg.workers}), got {cfg.attack.q}"
+        )
+    if cfg.attack.q > 0 and cfg.attack.name == "none":
+        raise ConfigError("attack.name: q > 0 Byzantine workers need an attack; got 'none'")
+    if cfg.stragglers.policy == "first_k":
+        if cfg.stragglers.k is None:
+            raise ConfigError("stragglers.k: required when stragglers.policy is 'first_k'")
+        if not 1 <= cfg.stragglers.k <= cfg.workers:
+            raise ConfigError(
+                f"stragglers.k: must be in [1, workers={cfg.workers}], got {cfg.stragglers.k}"
+            )
+    for i, sc in enumerate([cfg.scheme, *cfg.compare]):
+        path = "scheme" if i == 0 else f"compare[{i - 1}]"
+        if sc.name not in SCHEMES:
+            raise ConfigError(
+                f"{path}.name: {sc.name!r} is not allowed; choose one of: {', '.join(SCHEMES)}"
+            )
+        if isinstance(sc.f, str) and sc.f != "auto":
+            raise ConfigError(f"{path}.f: expected an integer >= 0 or 'auto', got {sc.f!r}")
+        if isinstance(sc.f, int) and sc.f < 0:
+            raise ConfigError(f"{path}.f: must be >= 0, got {sc.f}")
+        if sc.q is not None and not 0 <= sc.q < cfg.workers:
+            raise ConfigError(f"{path}.q: must be in [0, workers={cfg.workers}), got {sc.q}")
+        if sc.lam < 1:
+            raise ConfigError(f"{path}.lam: must be >= 1, got {sc.lam}")
+        if not sc.vote_rtol >= 0:
+            raise ConfigError(f"{path}.vote_rtol: must be >= 0, got {sc.vote_rtol}")
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def parse_config(raw: dict | None) -> RunConfig:
+    """Validate a plain dict (e.g. parsed YAML) into a :class:`RunConfig`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
+    return _validate(_build(RunConfig, raw, ""))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars) to a raw config dict.
+
+    List items are addressed by index: ``compare.1.aggregator=krum``.
+    """
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. attack.q=3")
+        key, _, text = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key")
+        node: Any = raw
+        for j, p in enumerate(parts[:-1]):
+            nxt_is_index = parts[j + 1].isdigit()
+            if isinstance(node, list):
+                if not p.isdigit() or int(p) >= len(node):
+                    raise ConfigError(f"--set {key}: {p!r} is not a valid index (list of {len(node)})")
+                node = node[int(p)]
+            else:
+                if p not in node or node[p] is None:
+                    node[p] = [] if nxt_is_index else {}
+                elif isinstance(node[p], str) and not nxt_is_index:
+                    node[p] = {"name": node[p]}
+                node = node[p]
+        last = parts[-1]
+        value = _parse_value(text)
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"--set {key}: {last!r} is not a valid index (list of {len(node)})")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {key}: cannot set a field inside {node!r}")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML file, apply ``--set`` overrides and validate."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        raw = apply_overrides(raw, overrides)
+    return parse_config(raw)
+
+
+def to_dict(cfg: Any) -> Any:
+    """The config as plain data (for the resolved ``config.yaml`` of a run directory)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,165 @@
+"""Vote schemes: an assignment, a majority vote per file, then an aggregation rule.
+
+One class covers five systems of the table in DESIGN.md, which differ only in their parts:
+
+============  ==========================  ===========================
+system        assignment                  aggregator
+============  ==========================  ===========================
+vanilla       baseline (1 file/worker)    mean
+robust        baseline                    any rule ("median", ...)
+DRACO-rep     repetition, r = 2s+1        mean (exact)
+DETOX         repetition, r               hierarchical rule (MoM, ...)
+ByzShield     MOLS / Ramanujan            any rule over file votes
+============  ==========================  ===========================
+
+In the simulator every replica of a file is the same honest gradient, computed once; only files
+that hold a Byzantine copy or miss a copy are assembled into ``(m, r, d)`` copy stacks and voted on
+with the real tolerance-based vote (the others would vote unanimously by construction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..aggregators import Aggregator, get
+from ..assignments import Assignment, worst_case
+from ..attacks import AttackContext
+from ..decoding.vote import majority_vote
+from .base import StepInfo, StepView
+
+__all__ = ["VoteScheme"]
+
+
+class VoteScheme:
+    """Majority vote per file over its ``r`` copies, then ``aggregator`` over the voted files.
+
+    ``f="auto"`` sets the rule's ``f`` to the worst-case number of files the ``q`` Byzantine
+    workers can distort on this assignment (exact search, :func:`byzantium.assignments.worst_case`),
+    the choice of the ByzShield and DETOX authors. A file with no majority is dropped from the
+    aggregation (``on_no_majority="drop"``) or replaced by the coordinate median of its copies
+    (``"median"``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        assignment: Assignment,
+        *,
+        q: int,
+        aggregator: str = "mean",
+        aggregator_params: dict[str, Any] | None = None,
+        f: int | str = "auto",
+        vote_rtol: float = 1e-5,
+        on_no_majority: str = "drop",
+    ) -> None:
+        self.name = name
+        self.assignment = assignment
+        self.num_workers = assignment.K
+        self.num_files = assignment.num_files
+        self.r = assignment.r
+        self.majority = (self.r + 1) // 2
+        self.q = q
+        self._worst = worst_case(assignment, q) if q > 0 else None
+        self.c_max = self._worst.c_max if self._worst is not None else 0
+        self.aggregator_f = self.c_max if f == "auto" else int(f)
+        self.aggregator_spec = aggregator
+        self.aggregator: Aggregator = get(aggregator, f=self.aggregator_f, **(aggregator_params or {}))
+        self.aggregator.check(self.num_files)
+        self.vote_rtol = vote_rtol
+        if on_no_majority not in ("drop", "median"):
+            raise ValueError(
+                f"{name}: on_no_majority must be 'drop' or 'median', got {on_no_majority!r}"
+            )
+        self.on_no_majority = on_no_majority
+        self.workers_of = torch.tensor(assignment.workers_of, dtype=torch.long)  # (files, r)
+
+    # ------------------------------------------------------------------ static facts
+    def load(self) -> Tensor:
+        return torch.tensor([len(fs) for fs in self.assignment.files_of], dtype=torch.float64)
+
+    def worst_case_workers(self, q: int) -> tuple[int, ...]:
+        if q == 0:
+            return ()
+        if q == self.q and self._worst is not None:
+            return tuple(self._worst.workers)
+        return tuple(worst_case(self.assignment, q).workers)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "assignment": self.assignment.name,
+            "replication": self.r,
+            "load": self.assignment.l,
+            "c_max": self.c_max,
+        }
+
+    # ------------------------------------------------------------------ one step
+    def simulate(self, view: StepView) -> tuple[Tensor, StepInfo]:
+        G = view.honest
+        wo = self.workers_of
+        is_byz = view.byzantine[wo]  # (files, r)
+        present = view.received[wo]
+        byz_in = is_byz & present
+        n_byz = byz_in.sum(1)
+        n_hon = (~is_byz & present).sum(1)
+        will_lose = n_byz >= self.majority
+        no_majority = (~will_lose) & (n_hon < self.majority)
+        honest_wins = ~will_lose & ~no_majority
+
+        slots = torch.nonzero(byz_in.any(1)).flatten()  # files that carry a Byzantine copy
+        values = None
+        if slots.numel() and view.attack is not None:
+            ctx = AttackContext(
+                honest=G[honest_wins],
+                own=G[slots],
+                n=int(honest_wins.sum() + will_lose.sum()),
+                num_byzantine=int(will_lose.sum()),
+                rule=self.aggregator,
+                generator=view.generator,
+            )
+            values = view.attack(ctx, slots)
+
+        contested = byz_in.any(1) | ~present.all(1)
+        if values is None:
+            contested = ~present.all(1)
+        ci = torch.nonzero(contested).flatten()
+        keep = torch.ones(self.num_files, dtype=torch.bool)
+        distorted = dropped = 0
+        voted = None
+        if ci.numel():
+            copies = G[ci].unsqueeze(1).repeat(1, self.r, 1)  # (m, r, d)
+            if values is not None:
+                slot_of = torch.full((self.num_files,), -1, dtype=torch.long)
+                slot_of[slots] = torch.arange(slots.numel())
+                mask = byz_in[ci]
+                rows = slot_of[ci].unsqueeze(1).expand(-1, self.r)[mask]
+                copies[mask] = values[rows].to(copies.dtype)
+            res = majority_vote(copies, present[ci], rtol=self.vote_rtol)
+            voted = res.values
+            ok = res.ok
+            if self.on_no_majority == "median":
+                if (~ok).any():
+                    bad = torch.nonzero(~ok).flatten()
+                    for j in bad.tolist():
+                        pres = copies[j][present[ci][j]]
+                        voted[j] = pres.median(0).values if pres.shape[0] else G[ci[j]]
+                ok = torch.ones_like(ok)
+            keep[ci[~ok]] = False
+            dropped = int((~ok).sum())
+            distorted = int(((voted[ok] != G[ci][ok]).any(1)).sum())
+        stack = G.clone() if voted is None else G.index_copy(0, ci, voted.to(G.dtype))
+        stack = stack[keep]
+        if stack.shape[0] == 0:
+            raise RuntimeError(
+                f"{self.name}: step {view.step}: every file was dropped (no majority, or no copy "
+                "arrived); nothing to aggregate"
+            )
+        grad = self.aggregator(stack)
+        info = StepInfo(
+            distorted_files=distorted,
+            dropped_files=dropped,
+            received=int(view.received.sum()),
+        )
+        return grad, info

@@ -1,0 +1,165 @@
+"""Run directories: resolved config, metrics CSV, JSON summary and plots.
+
+A run directory holds::
+
+    config.yaml     the resolved configuration (every default filled in)
+    metrics.csv     one row per step (appended as training goes, so a crash loses nothing)
+    summary.json    final numbers
+    accuracy.png    test accuracy vs step
+    checkpoints/    model + optimizer state every N steps (for --resume)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+METRIC_FIELDS = (
+    "step",
+    "loss",
+    "test_loss",
+    "test_accuracy",
+    "lr",
+    "sim_time",
+    "wall_time",
+    "distorted_files",
+    "dropped_files",
+    "received",
+    "byzantine_accepted",
+)
+
+
+def write_config(run_dir: Path, cfg_dict: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+
+
+class MetricsWriter:
+    """Append-only CSV of per-step metrics; :meth:`truncate` supports exact resume."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def reset(self) -> None:
+        with self.path.open("w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=METRIC_FIELDS).writeheader()
+
+    def truncate(self, last_step: int) -> list[dict[str, Any]]:
+        """Keep rows with ``step <= last_step`` (the checkpoint's), drop the rest; return kept rows."""
+        rows = [r for r in read_metrics(self.path) if int(r["step"]) <= last_step]
+        self.reset()
+        self.append_many(rows)
+        return rows
+
+    def append_many(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self.path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            for row in rows:
+                w.writerow({k: _fmt(row.get(k)) for k in METRIC_FIELDS})
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.append_many([row])
+
+
+def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    with path.open() as fh:
+        for row in csv.DictReader(fh):
+            out.append({k: _parse(v) for k, v in row.items()})
+    return out
+
+
+def _parse(v: str) -> Any:
+    if v == "":
+        return None
+    try:
+        i = int(v)
+        return i
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def plot_accuracy(path: Path, curves: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
+    """Test accuracy vs step, one line per (label, metrics rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for label, rows in curves:
+        pts = [(r["step"], r["test_accuracy"]) for r in rows if r.get("test_accuracy") is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            style = "--" if label.endswith("(no attack)") else "-"
+            ax.plot(xs, ys, style, label=label, linewidth=1.6)
+    ax.set_xlabel("step")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with aligned columns (also valid Markdown)."""
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
+    lines = []
+    for j, c in enumerate(cells):
+        lines.append("| " + " | ".join(x.ljust(w) for x, w in zip(c, widths)) + " |")
+        if j == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def write_csv_table(path: Path, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(headers)
+        w.writerows(rows)
