@@ -1,0 +1,105 @@
+"""Config validation: every error names the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from byzantium.config import (
+    ConfigError,
+    RunConfig,
+    SchemeConfig,
+    apply_overrides,
+    load_config,
+    parse_config,
+    to_dict,
+)
+
+
+def test_defaults_are_valid() -> None:
+    cfg = parse_config({})
+    assert isinstance(cfg, RunConfig)
+    assert cfg.workers == 15 and cfg.scheme.name == "vanilla" and cfg.attack.q == 0
+
+
+def test_nested_values_and_scheme_shorthand() -> None:
+    cfg = parse_config(
+        {
+            "workers": 9,
+            "scheme": "byzshield",
+            "attack": {"name": "alie", "q": 2, "params": {"z": 1.0}},
+            "compare": ["vanilla", {"name": "robust", "aggregator": "median", "label": "median"}],
+        }
+    )
+    assert cfg.scheme == SchemeConfig(name="byzshield")
+    assert cfg.attack.params == {"z": 1.0}
+    assert [s.display for s in cfg.compare] == ["vanilla", "median"]
+
+
+@pytest.mark.parametrize(
+    "raw, fragments",
+    [
+        ({"scheme": {"name": "byzshild"}}, ["scheme.name", "'byzshild'", "byzshield"]),
+        ({"attack": {"nmae": "alie"}}, ["attack.nmae", "allowed fields", "name"]),
+        ({"training": {"steps": "ten"}}, ["training.steps", "integer", "'ten'"]),
+        ({"training": {"steps": 0}}, ["training.steps", "> 0", "0"]),
+        ({"optim": {"momentum": 1.5}}, ["optim.momentum", "[0, 1)", "1.5"]),
+        ({"optim": {"lr": -1}}, ["optim.lr", "> 0"]),
+        ({"data": {"split": "random"}}, ["data.split", "'random'", "iid", "dirichlet"]),
+        ({"data": {"name": "imagenet"}}, ["data.name", "'imagenet'", "mnist1d"]),
+        ({"attack": {"name": "alie", "q": 15}}, ["attack.q", "15", "workers"]),
+        ({"attack": {"q": 2}}, ["attack.name", "q > 0"]),
+        ({"attack": {"name": "alie", "placement": "worst"}}, ["attack.placement", "worst_case"]),
+        ({"stragglers": {"policy": "first_k"}}, ["stragglers.k", "required"]),
+        ({"stragglers": {"policy": "first_k", "k": 99}}, ["stragglers.k", "99"]),
+        ({"scheme": {"f": "many"}}, ["scheme.f", "'many'", "auto"]),
+        ({"scheme": {"f": -1}}, ["scheme.f", ">= 0"]),
+        ({"scheme": {"lam": 0.5}}, ["scheme.lam", ">= 1"]),
+        ({"compare": [{"name": "vanilla"}, {"name": "nope"}]}, ["compare[1].name", "'nope'"]),
+        ({"compare": "vanilla"}, ["compare", "list"]),
+        ({"seed": 1.5}, ["seed", "integer", "1.5"]),
+        ({"compare_clean": "yes"}, ["compare_clean", "true or false"]),
+        ([1, 2], ["top level", "mapping"]),
+    ],
+)
+def test_errors_name_field_value_and_allowed(raw, fragments) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    for frag in fragments:
+        assert frag in str(e.value), (frag, str(e.value))
+
+
+def test_overrides_set_nested_fields_and_list_items() -> None:
+    raw = {"scheme": "byzshield", "compare": [{"name": "vanilla"}, {"name": "robust"}]}
+    out = apply_overrides(
+        raw,
+        ["scheme.q=3", "attack.name=alie", "attack.q=2", "compare.1.aggregator=krum", "optim.lr=0.1"],
+    )
+    cfg = parse_config(out)
+    assert cfg.scheme.name == "byzshield" and cfg.scheme.q == 3
+    assert cfg.attack.q == 2 and cfg.compare[1].aggregator == "krum" and cfg.optim.lr == 0.1
+    assert raw == {"scheme": "byzshield", "compare": [{"name": "vanilla"}, {"name": "robust"}]}
+
+
+@pytest.mark.parametrize("bad", ["attack.q", "=3", "compare.5.name=x"])
+def test_bad_overrides(bad) -> None:
+    with pytest.raises(ConfigError):
+        apply_overrides({"compare": [{"name": "vanilla"}]}, [bad])
+
+
+def test_load_config_file_and_roundtrip(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("name: t\nworkers: 9\nscheme: {name: detox, r: 3}\n")
+    cfg = load_config(p, ["training.steps=7"])
+    assert cfg.name == "t" and cfg.training.steps == 7 and cfg.scheme.r == 3
+    again = parse_config(yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
+    assert again == cfg
+
+
+def test_load_config_missing_and_malformed(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
