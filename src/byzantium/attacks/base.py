@@ -226,9 +226,8 @@ def register(
         )
         if name in REGISTRY:
             raise ValueError(f"attack {name!r} registered twice")
-        for v in (entry.knowledge(defaults),):
-            if v not in KNOWLEDGE:
-                raise ValueError(f"attack {name!r}: knowledge {v!r} not in {KNOWLEDGE}")
+        if entry.knowledge(defaults) not in KNOWLEDGE:
+            raise ValueError(f"attack {name!r}: knowledge must be one of {KNOWLEDGE}")
         REGISTRY[name] = entry
 
         def public(ctx: AttackContext, **params: Any) -> Tensor:
@@ -237,7 +236,8 @@ def register(
         public.__name__ = fn.__name__
         public.__qualname__ = fn.__qualname__
         public.__doc__ = fn.__doc__
-        public.__signature__ = sig  # type: ignore[attr-defined]
+        public.__module__ = fn.__module__
+        public.__signature__ = sig.replace(return_annotation="Tensor")  # type: ignore[attr-defined]
         public.__wrapped_attack__ = fn  # type: ignore[attr-defined]
         return public
 
@@ -254,26 +254,25 @@ def _bind(entry: Entry, params: Mapping[str, Any]) -> dict[str, Any]:
     return entry.check({**entry.defaults, **params})
 
 
-def _run(entry: Entry, ctx: AttackContext, params: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+def _raw(entry: Entry, ctx: AttackContext, params: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
     if not isinstance(ctx, AttackContext):
         raise AttackError(f"{entry.name}: expected an AttackContext, got {type(ctx).__name__}")
-    info: dict[str, Any] = {}
-    if ctx.slots == 0:
-        return ctx.honest.new_empty((0, ctx.d)), info
     raw = entry.fn(ctx, **params)
-    if isinstance(raw, tuple):
-        raw, info = raw
-    if raw.dim() == 1:
-        out = raw.expand(ctx.slots, -1)
-    else:
-        out = raw
+    return raw if isinstance(raw, tuple) else (raw, {})
+
+
+def _run(entry: Entry, ctx: AttackContext, params: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+    if isinstance(ctx, AttackContext) and ctx.slots == 0:
+        return ctx.honest.new_empty((0, ctx.d)), {}
+    raw, info = _raw(entry, ctx, params)
+    out = raw.expand(ctx.slots, -1) if raw.dim() == 1 else raw
     if out.shape != (ctx.slots, ctx.d):
         raise AssertionError(
             f"{entry.name}: produced shape {tuple(out.shape)}, expected {(ctx.slots, ctx.d)}"
         )
-    out = out.to(dtype=ctx.honest.dtype, device=ctx.honest.device)
-    # never hand back a view of (or alias to) the context's tensors
-    return out.clone(memory_format=torch.contiguous_format), info
+    # a fresh contiguous tensor: never a view of (or an alias to) the context's tensors
+    fresh = torch.empty((ctx.slots, ctx.d), dtype=ctx.honest.dtype, device=ctx.honest.device)
+    return fresh.copy_(out), info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,13 +300,25 @@ class Attack:
         self._entry = entry
         self.name = entry.name
         self.params: Mapping[str, Any] = MappingProxyType(bound)
-        self.knowledge: str = entry.knowledge(bound)
+        self.knowledge: Knowledge = entry.knowledge(bound)  # type: ignore[assignment]
         self.shared: bool = bool(entry.shared(bound))
         self.data_level: bool = entry.data_level
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"Attack({self.name!r}{', ' if args else ''}{args})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Attack):
+            return NotImplemented
+        return self.name == other.name and dict(self.params) == dict(other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.params.items())))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # picklable (the distributed runtime ships it to worker processes): rebuilt by name
+        return (_rebuild, (self.name, dict(self.params)))
 
     def run(self, ctx: AttackContext, *, collude: bool = False) -> tuple[Tensor, dict[str, Any]]:
         """Like :meth:`__call__`, and also return the resolved values (z, tau, gamma, ...)."""
@@ -326,11 +337,13 @@ class Attack:
         return self.run(ctx, collude=collude)[0]
 
     def vector(self, ctx: AttackContext) -> Tensor:
-        """One ``(d,)`` vector that every colluding slot sends (first slot's for per-slot attacks)."""
-        if self.shared:
-            one_slot = dataclasses.replace(ctx, slots=1) if ctx.own is None else ctx
-            return _run(self._entry, one_slot, dict(self.params))[0][0]
-        return self._one(ctx)[0][0]
+        """The one ``(d,)`` vector every colluding slot sends (the first slot's, if per-slot)."""
+        if not self.shared:
+            return self._one(ctx)[0][0]
+        raw, _ = _raw(self._entry, ctx, dict(self.params))
+        if raw.dim() != 1:
+            raise AssertionError(f"{self.name}: declared shared but produced {tuple(raw.shape)}")
+        return raw.to(dtype=ctx.honest.dtype, device=ctx.honest.device).clone()
 
     def _one(self, ctx: AttackContext) -> tuple[Tensor, dict[str, Any]]:
         own = None if ctx.own is None else ctx.own[:1]
@@ -349,6 +362,10 @@ class Attack:
         return flip_labels(y, num_classes, **self.params)
 
 
+def _rebuild(name: str, params: dict[str, Any]) -> Attack:
+    return get(name, **params)
+
+
 def get(name: str, **params: Any) -> Attack:
     """Return the attack ``name`` with ``params`` bound, e.g. ``get("ipm", epsilon=0.5)``."""
     if not isinstance(name, str) or name.strip().lower() not in REGISTRY:
@@ -362,7 +379,7 @@ def names() -> list[str]:
 
 
 def describe() -> list[tuple[str, str, str, str, str]]:
-    """``(name, knowledge, output, defaults, summary)`` rows for ``byzantium list attacks``.
+    """``(name, knowledge, summary, output, defaults)`` rows for ``byzantium list attacks``.
 
     ``output`` is ``"shared"`` (one vector for all slots), ``"per-slot"`` or ``"data"``; both it and
     ``knowledge`` are given at the default parameters.
@@ -373,7 +390,7 @@ def describe() -> list[tuple[str, str, str, str, str]]:
         d = dict(e.defaults)
         out = "data" if e.data_level else ("shared" if e.shared(d) else "per-slot")
         defaults = ", ".join(f"{k}={v}" for k, v in d.items())
-        rows.append((name, e.knowledge(d), out, defaults, e.summary))
+        rows.append((name, e.knowledge(d), e.summary, out, defaults))
     return rows
 
 

@@ -147,5 +147,7 @@ def mimic(ctx: AttackContext, *, index: int = 0) -> Tensor:
     """
     honest = ctx.need_honest("mimic")
     if not -ctx.h <= index < ctx.h:
-        raise AttackError(f"mimic: index must be in [-h, h) = [{-ctx.h}, {ctx.h}), got index={index}")
+        raise AttackError(
+            f"mimic: index must be in [-h, h) = [{-ctx.h}, {ctx.h}), got index={index}"
+        )
     return honest[index]

@@ -35,7 +35,7 @@ def _source_knowledge(p: dict[str, Any]) -> str:
 
 
 def stats_rows(name: str, ctx: AttackContext, source: str, at_least: int = 1) -> Tensor:
-    """The rows an attack estimates ``μ, σ`` from: honest, own, or both (authors' ByzShield code)."""
+    """Rows to estimate ``μ, σ`` from: honest, own, or both (the authors' ByzShield code)."""
     if source == "honest":
         return ctx.need_honest(name, at_least)
     own = ctx.need_own(name)
@@ -52,12 +52,12 @@ def stats_rows(name: str, ctx: AttackContext, source: str, at_least: int = 1) ->
 
 
 def alie_supporters(n: int, f: int) -> int:
-    """``s = ⌊n/2 + 1⌋ − f``: honest inputs the Byzantines need on their side (Baruch et al. 2019)."""
+    """``s = ⌊n/2 + 1⌋ − f``: honest inputs the Byzantines need on their side (Baruch et al.)."""
     return n // 2 + 1 - f
 
 
 def alie_z_max(n: int, f: int, *, z_rule: str = "n") -> float:
-    r"""ALIE's :math:`z_{max} = \Phi^{-1}(p)` straight from the formula (may be ``±inf`` or ``nan``).
+    r"""ALIE's :math:`z_{max} = \Phi^{-1}(p)` from the formula as is (may be ``±inf`` or ``nan``).
 
     ``z_rule="n"`` (the paper, Garfield): :math:`p = (n - s)/n`. ``z_rule="honest"`` (blades,
     FLPoison, epfml): :math:`p = (h - s)/h` with :math:`h = n - f`. With :math:`s` from
@@ -77,7 +77,7 @@ def alie_z_max(n: int, f: int, *, z_rule: str = "n") -> float:
 
 
 def alie_z(n: int, f: int, *, z_rule: str = "n") -> tuple[float, str | None]:
-    """:func:`alie_z_max` with the fallback rule; returns ``(z, note)``, ``note`` None if no fallback.
+    """:func:`alie_z_max` with the fallback rule; returns ``(z, note)``, ``note`` None if none.
 
     Fallback rule (the paper leaves these cases open):
 
@@ -85,8 +85,8 @@ def alie_z(n: int, f: int, *, z_rule: str = "n") -> tuple[float, str | None]:
        ``s = 1``, the largest finite value of the formula, ``Φ⁻¹((m − 1)/m)`` with ``m = n``
        (or ``h``).
     2. ``z_max <= 0`` or undefined (``f = 0``; even ``n`` with ``f = 1`` gives exactly 0;
-       ``z_rule="honest"`` with ``h <= s``): use ``z = 0``, so ``b = μ`` and the attack has no effect.
-       Pass an explicit ``z`` to force a value.
+       ``z_rule="honest"`` with ``h <= s``): use ``z = 0``, so ``b = μ`` and the attack has no
+       effect. Pass an explicit ``z`` to force a value.
     """
     z = alie_z_max(n, f, z_rule=z_rule)
     s = alie_supporters(n, f)
@@ -125,10 +125,17 @@ def _check_alie(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def coordinate_std(x: Tensor, mu: Tensor, ddof: int = 0) -> Tensor:
+    """``sqrt(Σ_i (x_i − μ)² / (h − ddof))`` per coordinate (faster than ``Tensor.std`` on CPU)."""
+    dev = x - mu
+    return (dev * dev).sum(dim=0).div_(x.shape[0] - ddof).sqrt_()
+
+
 def mean_std(name: str, ctx: AttackContext, source: str, std: str) -> tuple[Tensor, Tensor]:
     """Coordinate-wise mean and std (population ``ddof=0`` or unbiased ``ddof=1``) of the source."""
     x = stats_rows(name, ctx, source, at_least=2 if std == "unbiased" else 1)
-    return x.mean(dim=0), x.std(dim=0, correction=1 if std == "unbiased" else 0)
+    mu = x.mean(dim=0)
+    return mu, coordinate_std(x, mu, 1 if std == "unbiased" else 0)
 
 
 @register(
@@ -149,7 +156,7 @@ def alie(
     std: str = "population",
     source: str = "honest",
 ) -> tuple[Tensor, dict[str, Any]]:
-    r"""A Little Is Enough (Baruch et al. 2019): :math:`b = \mu + z\,\sigma`, the same for all slots.
+    r"""A Little Is Enough (Baruch et al. 2019): :math:`b = \mu + z\,\sigma`, same for all slots.
 
     Convention (the paper's Algorithm 1): :math:`s = \lfloor n/2 + 1 \rfloor - f`,
     :math:`z_{max} = \Phi^{-1}((n - s)/n)`, with ``n = ctx.n`` (all aggregated vectors, Byzantine
@@ -159,12 +166,15 @@ def alie(
       ByzShield code hard-code 1.0; byzfl's default is 1.5).
     * ``z_rule``: ``"n"`` (default, paper, Garfield) or ``"honest"``: ``Φ⁻¹((h − s)/h)``,
       ``h = n − f`` (blades, FLPoison, epfml).
-    * ``sign``: ``"+"`` (default: the paper's Algorithm 1 writes ``μ_j + z^{max}·σ_j``; byzfl,
-      blades, FLPoison, Garfield and the ByzShield code agree) or ``"-"`` (epfml).
+    * ``sign``: ``"+"`` (default: ``μ_j + z_max·σ_j`` as the paper's rule is usually quoted, and
+      byzfl, blades, FLPoison, Garfield and the ByzShield/DETOX code) or
+      ``"-"`` (epfml and some re-implementations of the authors' gradient code). ``σ >= 0``, so
+      the sign only picks which side of ``μ`` every coordinate moves to; on SGD a ``+zσ`` shift
+      of uploaded parameters is a ``−zσ`` shift of gradients, hence the split between tools.
     * ``std``: ``"population"`` (default, ``ddof = 0``: byzfl, ByzShield code) or ``"unbiased"``
       (``ddof = 1``: Garfield's ``torch.std``).
     * ``source``: statistics over ``"honest"`` (default, omniscient), ``"own"`` (the Byzantine
-      slots' own honest vectors: the paper's and Garfield's self-estimate, local) or ``"all"``
+      slots' own honest vectors: the paper's non-omniscient setting, Garfield; local) or ``"all"``
       (both: the ByzShield/DETOX code, which uses every received copy).
 
     Returns the vector and ``{"z": resolved z}`` for the run record.
@@ -174,7 +184,7 @@ def alie(
     if z == "auto":
         z, note = alie_z(ctx.n, ctx.num_byzantine, z_rule=z_rule)
         if note is not None:
-            warnings.warn(note, AttackWarning, stacklevel=3)
+            warnings.warn(note, AttackWarning, stacklevel=2)
             info["fallback"] = note
     info["z"] = float(z)
     zs = float(z) if sign == "+" else -float(z)
@@ -219,11 +229,11 @@ def ipm(ctx: AttackContext, *, epsilon: float = 0.1, source: str = "honest") -> 
 def perturbation(mu: Tensor, x: Tensor, direction: str) -> Tensor:
     """Shejwalkar & Houmansadr's perturbation ``p`` (the attack sends ``μ − γ·p``).
 
-    ``"std"``: coordinate-wise std of ``x``; ``"sign"``: ``sign(μ)``; ``"unit"``: ``μ/‖μ‖``
-    (zero if ``μ = 0``).
+    ``"std"``: coordinate-wise std of ``x`` around ``μ`` (its mean); ``"sign"``: ``sign(μ)``;
+    ``"unit"``: ``μ/‖μ‖`` (zero if ``μ = 0``).
     """
     if direction == "std":
-        return x.std(dim=0, correction=0)
+        return coordinate_std(x, mu)
     if direction == "sign":
         return torch.sign(mu)
     norm = torch.linalg.vector_norm(mu)
