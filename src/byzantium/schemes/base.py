@@ -51,6 +51,9 @@ class StepView:
     flipped: Callable[[Tensor], Tensor] | None
     validation: Callable[[], Tensor] | None
     generator: torch.Generator
+    data_level: bool = False
+    """True when the attack is data-level (label flipping): ``attack(ctx, files)`` then ignores
+    ``ctx`` and returns honest gradients of those files computed on corrupted labels."""
 
 
 class Scheme(Protocol):

@@ -69,7 +69,7 @@ class VoteScheme:
         self.aggregator: Aggregator = get(aggregator, f=self.aggregator_f, **(aggregator_params or {}))
         self.aggregator.check(self.num_files)
         self.vote_rtol = vote_rtol
-        if on_no_majority not in ("drop", "median"):
+        if on_no_majority not in ("drop", "median"):  # "raise" would abort training
             raise ValueError(
                 f"{name}: on_no_majority must be 'drop' or 'median', got {on_no_majority!r}"
             )
@@ -136,20 +136,15 @@ class VoteScheme:
                 mask = byz_in[ci]
                 rows = slot_of[ci].unsqueeze(1).expand(-1, self.r)[mask]
                 copies[mask] = values[rows].to(copies.dtype)
-            res = majority_vote(copies, present[ci], rtol=self.vote_rtol)
+            res = majority_vote(
+                copies, present[ci], rtol=self.vote_rtol, on_no_majority=self.on_no_majority
+            )
             voted = res.values
-            ok = res.ok
-            if self.on_no_majority == "median":
-                if (~ok).any():
-                    bad = torch.nonzero(~ok).flatten()
-                    for j in bad.tolist():
-                        pres = copies[j][present[ci][j]]
-                        voted[j] = pres.median(0).values if pres.shape[0] else G[ci[j]]
-                ok = torch.ones_like(ok)
-            keep[ci[~ok]] = False
-            dropped = int((~ok).sum())
-            distorted = int(((voted[ok] != G[ci][ok]).any(1)).sum())
-        stack = G.clone() if voted is None else G.index_copy(0, ci, voted.to(G.dtype))
+            usable = res.ok if self.on_no_majority == "drop" else torch.ones_like(res.ok)
+            keep[ci[~usable]] = False
+            dropped = int((~res.ok).sum())
+            distorted = int(((voted[usable] != G[ci][usable]).any(1)).sum())
+        stack = G if voted is None else G.index_copy(0, ci, voted.to(G.dtype))
         stack = stack[keep]
         if stack.shape[0] == 0:
             raise RuntimeError(
