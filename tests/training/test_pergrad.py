@@ -200,3 +200,17 @@ def test_input_validation():
         per_file_gradients(model, loss_fn(ds), xf, yf, method="fast")
     with pytest.raises(ValueError, match=r"x_files must be \(f, m"):
         per_file_gradients(model, loss_fn(ds), xf, yf[:, :2])
+
+
+@pytest.mark.parametrize("method", ["fused", "vmap", "loop"])
+def test_return_loss_is_the_mean_of_per_file_losses(method):
+    ds = fake((40,))
+    model = build_model("mlp", ds, seed=0, hidden=(8,))
+    lf = loss_fn(ds)
+    xf, yf = files(ds)
+    G, loss = per_file_gradients(model, lf, xf, yf, method=method, return_loss=True)
+    with torch.no_grad():
+        expected = torch.stack([lf(model(xf[i]), yf[i]) for i in range(xf.shape[0])]).mean()
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert torch.equal(G, per_file_gradients(model, lf, xf, yf, method=method))

@@ -171,10 +171,7 @@ class SimulatedCluster:
         return StepOutput(grad, info, losses, float(arr.step_time))
 
     def _gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, float | None]:
-        G = per_file_gradients(self.model, self.loss_fn, x, y)
-        with torch.no_grad():
-            loss = float(self.loss_fn(self.model(x.flatten(0, 1)), y.flatten(0, 1)))
-        return G, loss
+        return per_file_gradients(self.model, self.loss_fn, x, y, return_loss=True)
 
     def _attack_fn(self, x: Tensor, y: Tensor):
         attack = self.attack

@@ -65,7 +65,7 @@ from typing import Callable, Iterator, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
 __all__ = [
     "METHODS",
@@ -142,8 +142,14 @@ def _flatten_grads(params: list[nn.Parameter], loss: Tensor) -> Tensor:
 
 
 def per_file_gradients(
-    model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor, *, method: Method = "auto"
-) -> Tensor:
+    model: nn.Module,
+    loss_fn: LossFn,
+    x_files: Tensor,
+    y_files: Tensor,
+    *,
+    method: Method = "auto",
+    return_loss: bool = False,
+) -> Tensor | tuple[Tensor, float]:
     """Per-file gradients ``(f, d)``: row ``i`` is the flat gradient of ``loss_fn`` (a mean over
     samples) on file ``i`` = ``(x_files[i], y_files[i])``. See the module docstring for methods.
 
@@ -160,8 +166,10 @@ def per_file_gradients(
     if x_files.shape[0] < 1 or x_files.shape[1] < 1:
         raise ValueError(f"per_file_gradients: need f >= 1 files of m >= 1 samples, got {tuple(x_files.shape[:2])}")
     if method == "auto":
-        return _auto(model, loss_fn, x_files, y_files)
-    return _RUN[method](model, loss_fn, x_files, y_files)
+        G, loss = _auto(model, loss_fn, x_files, y_files)
+    else:
+        G, loss = _RUN[method](model, loss_fn, x_files, y_files)
+    return (G, float(loss)) if return_loss else G
 
 
 # ------------------------------------------------------------------------------------ selection
@@ -179,7 +187,9 @@ def choose_method(model: nn.Module) -> str:
     return "fused" if fused_unsupported_reason(model) is None else "vmap"
 
 
-def _auto(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> Tensor:
+def _auto(
+    model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor
+) -> tuple[Tensor, Tensor]:
     cached = _CHOICE.get(model, {}).get(model.training)
     if cached is not None:
         try:
@@ -190,11 +200,11 @@ def _auto(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -
     reference = None
     if fused_unsupported_reason(model) is None:
         try:
-            fused = _fused(model, loss_fn, x_files, y_files)
+            fused, fused_loss = _fused(model, loss_fn, x_files, y_files)
             reference = _loop(model, loss_fn, x_files, y_files)
-            scale = reference.abs().max().clamp_min(1e-12)
-            if torch.isfinite(fused).all() and (fused - reference).abs().max() <= _VERIFY_RTOL * scale:
-                result, chosen = fused, "fused"
+            scale = reference[0].abs().max().clamp_min(1e-12)
+            if torch.isfinite(fused).all() and (fused - reference[0]).abs().max() <= _VERIFY_RTOL * scale:
+                result, chosen = (fused, fused_loss), "fused"
             else:
                 warnings.warn(
                     f"per_file_gradients: fused gradients of {type(model).__name__} disagree with the "
@@ -217,19 +227,21 @@ def _auto(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -
 # --------------------------------------------------------------------------------------- loop
 
 
-def _loop(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> Tensor:
+def _loop(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> tuple[Tensor, Tensor]:
     params = list(model.parameters())
-    rows = []
+    rows, losses = [], []
     with _bn_file_statistics(model), torch.enable_grad():
         for i in range(x_files.shape[0]):
-            rows.append(_flatten_grads(params, loss_fn(model(x_files[i]), y_files[i])))
-    return torch.stack(rows)
+            loss = loss_fn(model(x_files[i]), y_files[i])
+            losses.append(loss.detach())
+            rows.append(_flatten_grads(params, loss))
+    return torch.stack(rows), torch.stack(losses).mean()
 
 
 # --------------------------------------------------------------------------------------- vmap
 
 
-def _vmap(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> Tensor:
+def _vmap(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> tuple[Tensor, Tensor]:
     named = dict(model.named_parameters())
     params = {k: v.detach() for k, v in named.items()}
     buffers = dict(model.named_buffers())
@@ -238,12 +250,12 @@ def _vmap(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -
         return loss_fn(functional_call(model, (p, buffers), (x,)), y)
 
     with _bn_file_statistics(model), torch.enable_grad():
-        grads = vmap(grad(file_loss), in_dims=(None, 0, 0))(params, x_files, y_files)
+        grads, losses = vmap(grad_and_value(file_loss), in_dims=(None, 0, 0))(params, x_files, y_files)
     f = x_files.shape[0]
     return torch.cat(
         [grads[k].reshape(f, -1) if v.requires_grad else torch.zeros_like(grads[k]).reshape(f, -1) for k, v in named.items()],
         dim=1,
-    )
+    ), losses.detach().mean()
 
 
 @contextmanager
@@ -316,7 +328,7 @@ def _plan(model: nn.Module) -> _Plan:
     return plan
 
 
-def _fused(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> Tensor:
+def _fused(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) -> tuple[Tensor, Tensor]:
     plan = _plan(model)
     if plan.reason is not None:
         raise _Unsupported(f"per_file_gradients(method='fused'): {plan.reason}")
@@ -358,7 +370,8 @@ def _fused(model: nn.Module, loss_fn: LossFn, x_files: Tensor, y_files: Tensor) 
         else torch.zeros(f, p.numel(), dtype=ref.dtype, device=ref.device)
         for p in plan.params
     ]
-    return torch.cat(rows, dim=1) if rows else torch.zeros(f, 0, dtype=ref.dtype, device=ref.device)
+    G = torch.cat(rows, dim=1) if rows else torch.zeros(f, 0, dtype=ref.dtype, device=ref.device)
+    return G, loss.detach() / f
 
 
 def _linear_rule(mod: nn.Linear, a: Tensor, g: Tensor, f: int) -> Iterator[tuple[str, Tensor]]:
@@ -465,7 +478,7 @@ _RULES: dict[type, Callable[..., Iterator[tuple[str, Tensor]]]] = {
     nn.LayerNorm: _layernorm_rule,
 }
 
-_RUN: dict[str, Callable[[nn.Module, LossFn, Tensor, Tensor], Tensor]] = {
+_RUN: dict[str, Callable[[nn.Module, LossFn, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
     "fused": _fused,
     "vmap": _vmap,
     "loop": _loop,
