@@ -8,6 +8,7 @@ goes to that stage only, e.g. ``get("bucketing+krum", f=1, bucketing={"s": 2})``
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,6 +18,8 @@ from .registry import (
     REGISTRY,
     AggregatorError,
     Entry,
+    check_f,
+    check_output,
     drop_nonfinite_rows,
     validate_stack,
 )
@@ -39,9 +42,10 @@ class Stage:
 class Aggregator:
     """A callable ``(n, d) -> (d,)``: pre-aggregations followed by one rule.
 
-    The non-finite policy runs once at the entry of the chain (rows with NaN/Inf are counted
-    against ``f`` and removed); every stage's ``(n, f)`` constraint is checked on the sizes that
-    stage will actually see.
+    The non-finite policy runs at the entry of the chain (rows with NaN/Inf are counted against
+    ``f`` and removed) and again on the output of each pre-aggregation (a row that overflowed
+    there, e.g. a bucket mean of values near the float maximum, is a spoiled row); every stage's
+    ``(n, f)`` constraint is checked on the sizes that stage will see with finite inputs.
     """
 
     def __init__(self, stages: list[Stage], f: int = 0) -> None:
@@ -59,11 +63,24 @@ class Aggregator:
                 f"the chain must end in a rule ({', '.join(names('rule'))}), got {last.name!r}"
             )
         self.stages = list(stages)
-        self.f = int(f)
+        self.f = check_f(self.spec_of(stages), f)
+        for st in self.stages:
+            _check_params(st.entry, st.params)
+            missing = [p for p in _required(st.entry) if p not in st.params]
+            if missing:
+                raise AggregatorError(
+                    f"{st.name}: missing required parameter(s) {missing}; pass them by name, e.g. "
+                    f"get({self.spec_of(stages)!r}, {missing[0]}=...) or "
+                    f"{st.name}={{{missing[0]!r}: ...}}"
+                )
+
+    @staticmethod
+    def spec_of(stages: list[Stage]) -> str:
+        return "+".join(st.name for st in stages)
 
     @property
     def spec(self) -> str:
-        return "+".join(st.name for st in self.stages)
+        return self.spec_of(self.stages)
 
     def __repr__(self) -> str:
         return f"Aggregator({self.spec!r}, f={self.f})"
@@ -71,8 +88,11 @@ class Aggregator:
     def check(self, n: int) -> None:
         """Raise :class:`ConstraintError` if some stage cannot run on ``n`` inputs with this ``f``."""
         f = self.f
-        for st in self.stages:
-            st.entry.constraint.check(self.spec if len(self.stages) == 1 else st.name, n, f)
+        for i, st in enumerate(self.stages):
+            label = self.spec if len(self.stages) == 1 else (
+                f"{st.name} (stage {i + 1} of {self.spec!r})"
+            )
+            st.entry.constraint.check(label, n, f)
             if st.entry.maps_nf is not None:
                 n, f = st.entry.maps_nf(n, f, dict(st.params))
 
@@ -89,7 +109,10 @@ class Aggregator:
             grads = raw(grads, **kwargs)
             if st.entry.maps_nf is not None:
                 _, f = st.entry.maps_nf(n, f, dict(st.params))
-        return grads
+                # an output row that overflowed (e.g. a bucket mean of values near the float
+                # maximum) is a spoiled row: the policy applies again with the f left
+                grads, f = drop_nonfinite_rows(f"{self.spec} (after {st.name})", grads, f)
+        return check_output(self.spec, grads)
 
 
 def names(kind: str | None = None) -> list[str]:
@@ -149,11 +172,28 @@ def chain(*stages: Stage | str, f: int = 0, **params: Any) -> Aggregator:
 
 
 def _check_params(entry: Entry, given: Mapping[str, Any]) -> None:
+    if "f" in given:
+        raise AggregatorError(
+            f"{entry.name}: f is set once for the whole chain (get(spec, f=...)), not per stage; "
+            f"each stage sees the f left after the stages before it"
+        )
     extra = set(given) - set(entry.params) - {"f"}
     if extra:
         raise AggregatorError(
             f"unknown parameter(s) {sorted(extra)} for {entry.name}; accepted: {list(entry.params)}"
         )
+
+
+def _required(entry: Entry) -> list[str]:
+    """Keyword parameters of ``entry`` without a default (``f`` excepted: it has a default)."""
+    sig = inspect.signature(entry.fn)
+    return [
+        p.name
+        for p in list(sig.parameters.values())[1:]
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.name != "f"
+    ]
 
 
 def get(spec: str, **params: Any) -> Aggregator:
@@ -163,5 +203,5 @@ def get(spec: str, **params: Any) -> Aggregator:
     >>> get("trimmed_mean", f=1)(torch.tensor([[0.0], [1.0], [2.0], [100.0]]))
     tensor([1.5000])
     """
-    f = int(params.pop("f", 0))
+    f = params.pop("f", 0)
     return chain(spec, f=f, **params)

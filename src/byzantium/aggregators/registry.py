@@ -22,6 +22,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,6 +38,8 @@ __all__ = [
     "validate_stack",
     "drop_nonfinite_rows",
     "require",
+    "check_f",
+    "check_output",
 ]
 
 
@@ -114,6 +117,17 @@ def validate_stack(name: str, grads: Any) -> Tensor:
     return grads
 
 
+def _all_finite(t: Tensor) -> bool:
+    """Exact ``isfinite(t).all()``, with a cheap first try: a finite sum implies finite entries
+    (NaN and Inf propagate through a sum); only an infinite/NaN sum, which finite but huge entries
+    can also produce, falls back to the elementwise check."""
+    if t.numel() == 0:
+        return True
+    if bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 def drop_nonfinite_rows(name: str, grads: Tensor, f: int) -> tuple[Tensor, int]:
     """Remove rows that hold NaN or Inf and count them against ``f``.
 
@@ -121,9 +135,20 @@ def drop_nonfinite_rows(name: str, grads: Tensor, f: int) -> tuple[Tensor, int]:
     non-finite coordinate is malformed as a whole (it came from a faulty or Byzantine sender), so
     the entire row goes. Raises :class:`NonFiniteError` when more than ``f`` rows are malformed:
     the rule's guarantee would no longer hold and returning NaN would poison the model.
+
+    Cost: one row-sum pass in the common all-finite case (a finite row sum implies a finite row);
+    the elementwise check runs only on rows whose sum is not finite.
     """
-    finite = torch.isfinite(grads).all(dim=1)
-    if bool(finite.all()):
+    if grads.numel() == 0:
+        return grads, f
+    sums = grads.sum(dim=1)
+    suspect = ~torch.isfinite(sums)
+    if not bool(suspect.any()):
+        return grads, f
+    finite = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
+    idx = torch.nonzero(suspect).flatten()
+    finite[idx] = torch.isfinite(grads[idx]).all(dim=1)
+    if bool(finite.all()):  # the sums overflowed, the rows are fine
         return grads, f
     bad = int((~finite).sum())
     if bad > f:
@@ -133,6 +158,26 @@ def drop_nonfinite_rows(name: str, grads: Tensor, f: int) -> tuple[Tensor, int]:
             f"{'...' if len(rows) > 10 else ''}) but the rule tolerates at most f={f}"
         )
     return grads[finite], f - bad
+
+
+def check_output(name: str, out: Tensor) -> Tensor:
+    """Raise :class:`NonFiniteError` if a rule's output holds NaN/Inf (its inputs were finite, so
+    only an overflow of the dtype, e.g. averaging values near the float32 maximum, gets here)."""
+    if not _all_finite(out):
+        raise NonFiniteError(
+            f"{name}: the output overflowed to NaN/Inf although every input row was finite; the "
+            f"inputs are too large for {out.dtype} (rescale them or use float64)"
+        )
+    return out
+
+
+def check_f(name: str, f: Any) -> int:
+    """``f`` as an ``int``; :class:`ConstraintError` unless it is a non-negative integer."""
+    if isinstance(f, bool) or not isinstance(f, (int, np.integer)):
+        raise ConstraintError(f"{name}: f must be a non-negative integer, got f={f!r}")
+    if f < 0:
+        raise ConstraintError(f"{name}: f must be >= 0, got f={f}")
+    return int(f)
 
 
 def _param_names(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -146,19 +191,23 @@ def _register(entry: Entry) -> None:
     REGISTRY[entry.name] = entry
 
 
-def _guarded(name: str, fn: Callable[..., Tensor], constraint: Constraint) -> Callable[..., Tensor]:
-    """Wrap ``fn`` with stack validation, the ``(n, f)`` constraint and the non-finite policy."""
+def _guarded(
+    name: str, fn: Callable[..., Tensor], constraint: Constraint, is_rule: bool
+) -> Callable[..., Tensor]:
+    """Wrap ``fn`` with stack validation, the ``(n, f)`` constraint and the non-finite policy
+    (and, for rules, the check that the output is finite)."""
     takes_f = "f" in inspect.signature(fn).parameters
 
     @functools.wraps(fn)
     def wrapped(grads: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         grads = validate_stack(name, grads)
-        f = int(kwargs.get("f", 0)) if takes_f else 0
+        f = check_f(name, kwargs.get("f", 0)) if takes_f else 0
         constraint.check(name, grads.shape[0], f)
         grads, f_left = drop_nonfinite_rows(name, grads, f)
         if takes_f:
             kwargs["f"] = f_left
-        return fn(grads, *args, **kwargs)
+        out = fn(grads, *args, **kwargs)
+        return check_output(name, out) if is_rule else out
 
     wrapped.__wrapped_rule__ = fn  # type: ignore[attr-defined]
     return wrapped
@@ -179,7 +228,7 @@ def rule(
     """
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        wrapped = _guarded(name, fn, constraint)
+        wrapped = _guarded(name, fn, constraint, True)
         _register(Entry(name, wrapped, "rule", constraint, reference, summary, None, _param_names(fn)))
         return wrapped
 
@@ -197,7 +246,7 @@ def preaggregation(
     """Register a pre-aggregation ``fn(grads, *, f=0, **params) -> (m, d)``; see :func:`rule`."""
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        wrapped = _guarded(name, fn, constraint)
+        wrapped = _guarded(name, fn, constraint, False)
         _register(
             Entry(name, wrapped, "preaggregation", constraint, reference, summary, maps_nf,
                   _param_names(fn))

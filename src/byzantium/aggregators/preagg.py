@@ -1,0 +1,188 @@
+"""Pre-aggregations: maps ``(n, d) -> (m, d)`` applied before a robust rule.
+
+* :func:`nnm`: nearest-neighbour mixing (Allouah et al. 2023), ``(n, f) -> (n, f)``;
+* :func:`bucketing`: random buckets averaged (Karimireddy, He, Jaggi 2022), ``(n, f) ->
+  (ceil(n/s), f)``;
+* :func:`clip`: static norm clipping, ``(n, f) -> (n, f)``.
+
+Chain them with a rule: ``get("nnm+krum", f=2)``, ``get("bucketing+median", f=1, s=2,
+generator=g)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .registry import Constraint, ConstraintError, preaggregation
+
+__all__ = ["nnm", "bucketing", "clip"]
+
+_N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
+
+
+def _pairwise_sq_distances(x: Tensor) -> Tensor:
+    r"""``(n, n)`` squared Euclidean distances from one Gram matrix, up to a common factor.
+
+    :math:`D_{ij} = \lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2\,x_i\cdot x_j`, clamped at 0
+    (rounding can make it slightly negative), with an exact zero diagonal. One matrix product, no
+    ``(n, n, d)`` tensor. If the Gram matrix overflows (entries beyond ~1e19 in float32) the rows
+    are first divided by a power of two that brings the largest entry to about 1: the ranking of
+    distances, all that the callers use, is unchanged.
+
+    (Private helper; ``_distances.pairwise_sq_distances`` is the shared one.)
+    """
+    gram = x @ x.T
+    if not bool(torch.isfinite(gram).all()):
+        amax = float(x.abs().max())
+        scale = 2.0 ** -math.ceil(math.log2(amax)) if amax > 0 else 1.0
+        y = x * scale
+        gram = y @ y.T
+    sq = gram.diagonal()
+    dist = (sq[:, None] + sq[None, :] - 2 * gram).clamp_min_(0)
+    dist.fill_diagonal_(0)
+    return dist
+
+
+@preaggregation(
+    "nnm",
+    constraint=_N_GT_2F,
+    maps_nf=lambda n, f, p: (n, f),
+    summary="nearest-neighbour mixing: each input -> mean of its n-f nearest inputs (itself included)",
+    reference="Allouah et al., Fixing by mixing: a recipe for optimal Byzantine ML under "
+    "heterogeneity, AISTATS 2023",
+)
+def nnm(grads: Tensor, *, f: int = 0) -> Tensor:
+    r"""Nearest-neighbour mixing (Allouah et al. 2023).
+
+    Input :math:`x_i` is replaced by :math:`\frac{1}{n-f}\sum_{j \in N_i} x_j`, where
+    :math:`N_i` holds the :math:`n-f` inputs closest to :math:`x_i` in Euclidean distance,
+    :math:`x_i` itself included. Distances come from one Gram matrix; the mixing is one
+    ``(n, n) @ (n, d)`` product. Ties at the :math:`(n-f)`-th distance are broken by
+    ``torch.topk`` (then the output may depend on the row order; exact ties do not happen for
+    generic gradients, and equal rows give equal means anyway). Requires ``n > 2f``.
+    """
+    n = grads.shape[0]
+    if f == 0:
+        return grads.mean(dim=0, keepdim=True).expand(n, -1).clone()
+    k = n - f
+    dist = _pairwise_sq_distances(grads)
+    idx = dist.topk(k, dim=1, largest=False, sorted=False).indices
+    weights = torch.zeros(n, n, dtype=grads.dtype, device=grads.device)
+    weights.scatter_(1, idx, 1.0 / k)
+    return weights @ grads
+
+
+def _check_s(s: Any) -> int:
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+        raise ConstraintError(f"bucketing: s (bucket size) must be an integer >= 1, got s={s!r}")
+    return int(s)
+
+
+def _check_generator(name: str, generator: Any) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ConstraintError(
+            f"{name}: generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+
+
+def _permutation(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor | None:
+    """A permutation of ``range(n)`` drawn from ``generator`` (``None``: no permutation)."""
+    if generator is None:
+        return None
+    return torch.randperm(n, generator=generator, device=generator.device).to(device)
+
+
+def group_weights(n: int, sizes: list[int], perm: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The ``(g, n)`` CPU matrix whose product with the stack gives the group means: row ``k``
+    holds ``1/sizes[k]`` at the (permuted) members of group ``k``, zeros elsewhere."""
+    group = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    inv = torch.tensor([1.0 / s for s in sizes], dtype=torch.float64)[group]
+    weights = torch.zeros(len(sizes), n, dtype=dtype)
+    rows = torch.arange(n) if perm is None else perm.cpu()
+    weights[group, rows] = inv.to(dtype)
+    return weights
+
+
+def group_means(grads: Tensor, sizes: list[int], perm: Tensor | None) -> Tensor:
+    """Means of consecutive groups of rows of ``grads[perm]`` with the given ``sizes``.
+
+    One ``(g, n) @ (n, d)`` product with a 0/(1/size) weight matrix; ``grads[perm]`` is never
+    materialized.
+    """
+    weights = group_weights(grads.shape[0], sizes, perm, grads.dtype)
+    return weights.to(grads.device) @ grads
+
+
+def _bucketing_nf(n: int, f: int, params: dict[str, Any]) -> tuple[int, int]:
+    return -(-n // _check_s(params.get("s"))), f
+
+
+@preaggregation(
+    "bucketing",
+    maps_nf=_bucketing_nf,
+    summary="random buckets of size s, each averaged: (n, f) -> (ceil(n/s), f)",
+    reference="Karimireddy, He, Jaggi, Byzantine-robust learning on heterogeneous datasets via "
+    "bucketing, ICLR 2022",
+)
+def bucketing(grads: Tensor, *, s: int, generator: torch.Generator | None = None) -> Tensor:
+    r"""Bucketing (Karimireddy, He, Jaggi 2022).
+
+    Permute the ``n`` inputs with a permutation drawn from ``generator``, cut the permuted list
+    into consecutive buckets of ``s`` (the last one holds the remaining ``n mod s`` when ``s``
+    does not divide ``n``) and return the ``ceil(n/s)`` bucket means. Each Byzantine input spoils
+    at most one bucket, so ``f`` carries over unchanged to the next rule, which sees
+    ``ceil(n/s)`` inputs: choose ``s`` so that it still satisfies that rule's constraint
+    (checked when the chain runs, naming the stage).
+
+    ``generator=None`` keeps the given order (deterministic, no randomness); the paper's
+    guarantee assumes a fresh random permutation each round: pass a seeded ``torch.Generator``.
+    The output is a deterministic function of the inputs and the generator's state.
+    """
+    s = _check_s(s)
+    _check_generator("bucketing", generator)
+    n = grads.shape[0]
+    sizes = [s] * (n // s) + ([n % s] if n % s else [])
+    return group_means(grads, sizes, _permutation(n, generator, grads.device))
+
+
+def _check_tau(name: str, tau: Any) -> float:
+    try:
+        t = float(tau)
+    except (TypeError, ValueError):
+        raise ConstraintError(f"{name}: tau must be a positive finite number, got tau={tau!r}")
+    if not (t > 0 and math.isfinite(t)):
+        raise ConstraintError(f"{name}: tau must be a positive finite number, got tau={tau!r}")
+    return t
+
+
+@preaggregation(
+    "clip",
+    summary="static norm clipping: every input scaled to norm <= tau",
+    reference="e.g. Karimireddy, He, Jaggi, Learning from history for Byzantine robust "
+    "optimization, ICML 2021 (static clipping baseline)",
+)
+def clip(grads: Tensor, *, tau: float) -> Tensor:
+    r"""Static norm clipping: :math:`x_i \mapsto x_i \min(1, \tau / \lVert x_i \rVert)`.
+
+    Rows with norm at most ``tau`` pass unchanged; longer ones are scaled onto the sphere of
+    radius ``tau``. Bounds any single input's influence on a following mean by ``tau / n``.
+    ``(n, f) -> (n, f)``. Requires ``tau > 0``.
+    """
+    tau = _check_tau("clip", tau)
+    norms = torch.linalg.vector_norm(grads, dim=1)
+    over = norms > tau
+    huge = ~torch.isfinite(norms)  # finite rows whose norm overflows the dtype
+    if not bool((over | huge).any()):
+        return grads.clone()
+    factors = torch.where(over, tau / norms, torch.ones_like(norms))
+    out = grads * factors[:, None]
+    if bool(huge.any()):  # x/amax has norm in [1, sqrt(d)]: clip that instead
+        rows = grads[huge]
+        rows = rows / rows.abs().amax(dim=1, keepdim=True)
+        out[huge] = rows * (tau / torch.linalg.vector_norm(rows, dim=1))[:, None]
+    return out
