@@ -63,3 +63,18 @@ def test_errors_and_registry():
         monna(x, f=1, pivot=5)
     assert torch.equal(get("monna", f=1, pivot=2)(x), monna(x, f=1, pivot=2))
     assert torch.allclose(monna(x), x.mean(dim=0))
+
+
+def test_pivot_follows_its_row_when_malformed_rows_are_dropped() -> None:
+    import pytest
+    from byzantium.aggregators import NonFiniteError, get, monna
+
+    finite = torch.randn(9, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = torch.cat([torch.full((1, 1), float("nan"), dtype=torch.float64), finite])
+    # row 0 is dropped (counted against f): pivot 4 of x is pivot 3 of the finite rows
+    expected = monna(finite, f=3, pivot=3)
+    assert not torch.equal(expected, monna(finite, f=3, pivot=4))  # the test discriminates
+    torch.testing.assert_close(get("monna", f=4, pivot=4)(x), expected)
+    torch.testing.assert_close(monna(x, f=4, pivot=4), expected)
+    with pytest.raises(NonFiniteError, match="pivot"):
+        get("monna", f=4, pivot=0)(x)

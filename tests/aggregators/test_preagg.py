@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from byzantium.aggregators import REGISTRY, ConstraintError, bucketing, clip, nnm
-from byzantium.aggregators.preagg import _pairwise_sq_distances
+from byzantium.aggregators._distances import pairwise_sq_distances as _pairwise_sq_distances
 
 
 def brute_nnm(x: torch.Tensor, f: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ ATTACKS = {
     "ALIE (z=1)": lambda honest, f, g: (honest.mean(0) + honest.std(0)).expand(f, -1).clone(),
 }
 
-PARAMS = {"bucketing": {"s": 2}, "clip": {"tau": 10.0}, "median_of_means": {"groups": 5}}
+PARAMS = {"bucketing": {"s": 2}, "clip": {"tau": 10.0}}
 
 
 def run_demo(n: int = 25, f: int = 5, d: int = 20000, seed: int = 0) -> int:

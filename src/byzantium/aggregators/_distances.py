@@ -27,6 +27,8 @@ Numerics (dstar_byzsgd.md §2.5 "Numerics"):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -169,6 +171,12 @@ def sq_distances_and_gram(x: Tensor) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         return np.zeros((0, 0)), np.zeros((0, 0))
     gram = _gram(x).cpu().numpy()
+    if not np.isfinite(gram).all():
+        # float32 products overflow for rows beyond ~1e19: rescale by a power of two (exact) so
+        # the largest entry is about 1, and scale the float64 result back
+        amax = float(x.abs().max())
+        scale = 2.0 ** -math.ceil(math.log2(amax)) if amax > 0 else 1.0
+        gram = _gram(x * scale).cpu().numpy() / (scale * scale)
     dist = _from_gram(gram)
     sq = np.diagonal(gram).copy()
     eps = float(torch.finfo(_compute_dtype(x)).eps)

@@ -21,6 +21,8 @@ from .registry import (
     check_f,
     check_output,
     drop_nonfinite_rows,
+    drop_nonfinite_rows_masked,
+    remap_pivot,
     validate_stack,
 )
 
@@ -99,8 +101,13 @@ class Aggregator:
     def __call__(self, grads: Tensor) -> Tensor:
         grads = validate_stack(self.spec, grads)
         self.check(grads.shape[0])
-        grads, f = drop_nonfinite_rows(self.spec, grads, self.f)
-        for st in self.stages:
+        grads, f, kept = drop_nonfinite_rows_masked(self.spec, grads, self.f)
+        first = self.stages[0]
+        if kept is not None and "pivot" in first.entry.params:
+            first = Stage(first.entry, dict(first.params))
+            remap_pivot(first.name, first.params, kept)  # type: ignore[arg-type]
+        stages = [first, *self.stages[1:]]
+        for st in stages:
             raw = st.entry.fn.__wrapped_rule__  # type: ignore[attr-defined]
             kwargs = dict(st.params)
             if "f" in st.entry.params:

@@ -18,34 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._distances import pairwise_sq_distances
 from .registry import Constraint, ConstraintError, preaggregation
 
 __all__ = ["nnm", "bucketing", "clip"]
 
 _N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
-
-
-def _pairwise_sq_distances(x: Tensor) -> Tensor:
-    r"""``(n, n)`` squared Euclidean distances from one Gram matrix, up to a common factor.
-
-    :math:`D_{ij} = \lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2\,x_i\cdot x_j`, clamped at 0
-    (rounding can make it slightly negative), with an exact zero diagonal. One matrix product, no
-    ``(n, n, d)`` tensor. If the Gram matrix overflows (entries beyond ~1e19 in float32) the rows
-    are first divided by a power of two that brings the largest entry to about 1: the ranking of
-    distances, all that the callers use, is unchanged.
-
-    (Private helper; ``_distances.pairwise_sq_distances`` is the shared one.)
-    """
-    gram = x @ x.T
-    if not bool(torch.isfinite(gram).all()):
-        amax = float(x.abs().max())
-        scale = 2.0 ** -math.ceil(math.log2(amax)) if amax > 0 else 1.0
-        y = x * scale
-        gram = y @ y.T
-    sq = gram.diagonal()
-    dist = (sq[:, None] + sq[None, :] - 2 * gram).clamp_min_(0)
-    dist.fill_diagonal_(0)
-    return dist
 
 
 @preaggregation(
@@ -62,16 +40,15 @@ def nnm(grads: Tensor, *, f: int = 0) -> Tensor:
     Input :math:`x_i` is replaced by :math:`\frac{1}{n-f}\sum_{j \in N_i} x_j`, where
     :math:`N_i` holds the :math:`n-f` inputs closest to :math:`x_i` in Euclidean distance,
     :math:`x_i` itself included. Distances come from one Gram matrix; the mixing is one
-    ``(n, n) @ (n, d)`` product. Ties at the :math:`(n-f)`-th distance are broken by
-    ``torch.topk`` (then the output may depend on the row order; exact ties do not happen for
-    generic gradients, and equal rows give equal means anyway). Requires ``n > 2f``.
+    ``(n, n) @ (n, d)`` product. Ties at the :math:`(n-f)`-th distance go to the lowest
+    index (identical rows have exactly equal distances, see ``_distances``). Requires ``n > 2f``.
     """
     n = grads.shape[0]
     if f == 0:
         return grads.mean(dim=0, keepdim=True).expand(n, -1).clone()
     k = n - f
-    dist = _pairwise_sq_distances(grads)
-    idx = dist.topk(k, dim=1, largest=False, sorted=False).indices
+    dist = pairwise_sq_distances(grads)
+    idx = torch.sort(dist, dim=1, stable=True).indices[:, :k]  # ties: lowest index first
     weights = torch.zeros(n, n, dtype=grads.dtype, device=grads.device)
     weights.scatter_(1, idx, 1.0 / k)
     return weights @ grads

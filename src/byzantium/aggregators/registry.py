@@ -37,6 +37,8 @@ __all__ = [
     "preaggregation",
     "validate_stack",
     "drop_nonfinite_rows",
+    "drop_nonfinite_rows_masked",
+    "remap_pivot",
     "require",
     "check_f",
     "check_output",
@@ -139,17 +141,26 @@ def drop_nonfinite_rows(name: str, grads: Tensor, f: int) -> tuple[Tensor, int]:
     Cost: one row-sum pass in the common all-finite case (a finite row sum implies a finite row);
     the elementwise check runs only on rows whose sum is not finite.
     """
+    grads, f_left, _ = drop_nonfinite_rows_masked(name, grads, f)
+    return grads, f_left
+
+
+def drop_nonfinite_rows_masked(
+    name: str, grads: Tensor, f: int
+) -> tuple[Tensor, int, Tensor | None]:
+    """:func:`drop_nonfinite_rows`, also returning the boolean mask of kept rows (``None`` when
+    every row is finite and nothing was dropped)."""
     if grads.numel() == 0:
-        return grads, f
+        return grads, f, None
     sums = grads.sum(dim=1)
     suspect = ~torch.isfinite(sums)
     if not bool(suspect.any()):
-        return grads, f
+        return grads, f, None
     finite = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
     idx = torch.nonzero(suspect).flatten()
     finite[idx] = torch.isfinite(grads[idx]).all(dim=1)
     if bool(finite.all()):  # the sums overflowed, the rows are fine
-        return grads, f
+        return grads, f, None
     bad = int((~finite).sum())
     if bad > f:
         rows = torch.nonzero(~finite).flatten().tolist()
@@ -157,7 +168,25 @@ def drop_nonfinite_rows(name: str, grads: Tensor, f: int) -> tuple[Tensor, int]:
             f"{name}: {bad} input rows contain NaN/Inf (rows {rows[:10]}"
             f"{'...' if len(rows) > 10 else ''}) but the rule tolerates at most f={f}"
         )
-    return grads[finite], f - bad
+    return grads[finite], f - bad, finite
+
+
+def remap_pivot(name: str, kwargs: dict[str, Any], kept: Tensor | None, default: int = 0) -> None:
+    """Keep a row-index parameter (``pivot``) pointing at the same input after dropped rows.
+
+    The pivot is the trusted input (e.g. MoNNA's own vector): if it is itself malformed the rule
+    cannot run, which is an error, not something to hide by silently pivoting on another row.
+    """
+    if kept is None:
+        return
+    p = int(kwargs.get("pivot", default))
+    n = kept.shape[0]
+    if not -n <= p < n:
+        raise ConstraintError(f"{name}: pivot must lie in [0, {n}), got pivot={p}")
+    p %= n
+    if not bool(kept[p]):
+        raise NonFiniteError(f"{name}: the pivot row {p} holds NaN/Inf (the pivot is trusted)")
+    kwargs["pivot"] = int(kept[:p].sum())
 
 
 def check_output(name: str, out: Tensor) -> Tensor:
@@ -196,14 +225,18 @@ def _guarded(
 ) -> Callable[..., Tensor]:
     """Wrap ``fn`` with stack validation, the ``(n, f)`` constraint and the non-finite policy
     (and, for rules, the check that the output is finite)."""
-    takes_f = "f" in inspect.signature(fn).parameters
+    sig = inspect.signature(fn).parameters
+    takes_f = "f" in sig
+    pivot_default = sig["pivot"].default if "pivot" in sig else None
 
     @functools.wraps(fn)
     def wrapped(grads: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         grads = validate_stack(name, grads)
         f = check_f(name, kwargs.get("f", 0)) if takes_f else 0
         constraint.check(name, grads.shape[0], f)
-        grads, f_left = drop_nonfinite_rows(name, grads, f)
+        grads, f_left, kept = drop_nonfinite_rows_masked(name, grads, f)
+        if pivot_default is not None:
+            remap_pivot(name, kwargs, kept, pivot_default)
         if takes_f:
             kwargs["f"] = f_left
         out = fn(grads, *args, **kwargs)
