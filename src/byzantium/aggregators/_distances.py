@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg import blas
 from torch import Tensor
 
 __all__ = [
@@ -45,6 +46,7 @@ _K = 32768  # coordinates per block product (batch element of one bmm)
 _TEMP_ELEMS = 1 << 23  # at most this many elements in a temporary (cast / centred) slab
 _RHO_ULPS = 2e4  # a pair is ill-conditioned when D_ij <= _RHO_ULPS * eps * (|x_i|^2 + |x_j|^2)
 _SAMPLE = 1024  # coordinates of the strided sample used to screen candidate duplicate rows
+_SYRK = {torch.float32: blas.ssyrk, torch.float64: blas.dsyrk}
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -57,9 +59,17 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 def _gram_block(b: Tensor) -> Tensor:
     """``b @ b.T`` summed in float64 over column blocks of ``_K`` (``b`` has unit column stride).
 
-    One batched product over the blocks: it runs on all threads even though the output is tiny.
+    On CPU a contiguous block goes to BLAS ``syrk`` (the symmetric rank-k update), which computes
+    one triangle only: half the multiply-adds of a general product, about 2x faster here for
+    ``n = 25, d = 1e6``. Elsewhere one batched product over the blocks runs on all threads even
+    though the output is tiny.
     """
     n, w = b.shape
+    if b.device.type == "cpu" and b.is_contiguous() and b.dtype in _SYRK and n > 1:
+        a = b.numpy()
+        up = _SYRK[b.dtype](1.0, a.T, trans=1)  # a.T is Fortran-ordered (w, n): no copy
+        up = np.triu(up).astype(np.float64)
+        return torch.from_numpy(up + np.triu(up, 1).T)
     nb = w // _K
     if nb < 2:
         return (b @ b.T).to(torch.float64)
