@@ -30,7 +30,40 @@ from ..attacks import AttackContext
 from ..decoding.vote import majority_vote
 from .base import StepInfo, StepView
 
-__all__ = ["VoteScheme"]
+__all__ = ["VoteScheme", "two_value_vote"]
+
+
+def two_value_vote(
+    h: Tensor, b: Tensor, byz: Tensor, present: Tensor, *, r: int, rtol: float, atol: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """:func:`~byzantium.decoding.majority_vote` for files whose copies take two values only.
+
+    In the simulator every honest copy of file ``i`` is the same tensor ``h[i]`` and the colluding
+    Byzantine copies all send ``b[i]``; ``byz[i, c]`` says which copy is which and ``present``
+    which arrived. The vote's outcome then follows from counts and one distance per file, with the
+    exact rule of ``majority_vote`` (support = number of valid copies within tolerance, winner = the
+    copy of largest support, lowest index on ties, needs ``(r+1)//2``), without building the
+    ``(m, r, d)`` copy stack. Returns ``(byzantine_wins, ok)``, both ``(m,)`` bool.
+    Equivalence with ``majority_vote`` is tested on random two-valued stacks.
+    """
+    f64 = torch.float64
+    nh = torch.linalg.vector_norm(h, dim=1, dtype=f64)
+    nb = torch.linalg.vector_norm(b, dim=1, dtype=f64)
+    fin_h, fin_b = torch.isfinite(nh), torch.isfinite(nb)
+    dist = torch.linalg.vector_norm(h - b, dim=1, dtype=f64)
+    agree = fin_h & fin_b & (dist <= rtol * torch.maximum(nh, nb) + atol)
+    valid = present & torch.where(byz, fin_b.unsqueeze(1), fin_h.unsqueeze(1))
+    cnt_h = (valid & ~byz).sum(1)
+    cnt_b = (valid & byz).sum(1)
+    sup_h = cnt_h + agree * cnt_b
+    sup_b = cnt_b + agree * cnt_h
+    support = torch.where(byz, sup_b.unsqueeze(1), sup_h.unsqueeze(1))
+    support = torch.where(valid, support, torch.zeros_like(support))
+    winner = torch.argmax(support, dim=1)  # first maximum: lowest copy index
+    best = support.gather(1, winner.unsqueeze(1)).squeeze(1)
+    ok = best >= (r + 1) // 2
+    win_byz = byz.gather(1, winner.unsqueeze(1)).squeeze(1) & ok
+    return win_byz, ok
 
 
 class VoteScheme:
@@ -121,29 +154,37 @@ class VoteScheme:
             )
             values = view.attack(ctx, slots)
 
-        contested = byz_in.any(1) | ~present.all(1)
-        if values is None:
-            contested = ~present.all(1)
+        contested = ~present.all(1)
+        if values is not None:
+            contested |= byz_in.any(1)
         ci = torch.nonzero(contested).flatten()
         keep = torch.ones(self.num_files, dtype=torch.bool)
         distorted = dropped = 0
         voted = None
         if ci.numel():
-            copies = G[ci].unsqueeze(1).repeat(1, self.r, 1)  # (m, r, d)
+            h = G[ci]
             if values is not None:
                 slot_of = torch.full((self.num_files,), -1, dtype=torch.long)
                 slot_of[slots] = torch.arange(slots.numel())
-                mask = byz_in[ci]
-                rows = slot_of[ci].unsqueeze(1).expand(-1, self.r)[mask]
-                copies[mask] = values[rows].to(copies.dtype)
-            res = majority_vote(
-                copies, present[ci], rtol=self.vote_rtol, on_no_majority=self.on_no_majority
+                rows = slot_of[ci]
+                b = torch.where((rows >= 0).unsqueeze(1), values[rows.clamp(min=0)].to(h.dtype), h)
+            else:
+                b = h
+            win_byz, ok = two_value_vote(
+                h, b, byz_in[ci], present[ci], r=self.r, rtol=self.vote_rtol
             )
-            voted = res.values
-            usable = res.ok if self.on_no_majority == "drop" else torch.ones_like(res.ok)
+            voted = torch.where(win_byz.unsqueeze(1), b, h)
+            usable = ok
+            if self.on_no_majority == "median" and not bool(ok.all()):
+                bad = torch.nonzero(~ok).flatten()
+                copies = torch.where(byz_in[ci][bad].unsqueeze(2), b[bad].unsqueeze(1), h[bad].unsqueeze(1))
+                res = majority_vote(copies, present[ci][bad], rtol=self.vote_rtol,
+                                    on_no_majority="median")
+                voted[bad] = res.values
+                usable = torch.ones_like(ok)
             keep[ci[~usable]] = False
-            dropped = int((~res.ok).sum())
-            distorted = int(((voted[usable] != G[ci][usable]).any(1)).sum())
+            dropped = int((~ok).sum())
+            distorted = int((usable & (voted != h).any(1)).sum())
         stack = G if voted is None else G.index_copy(0, ci, voted.to(G.dtype))
         stack = stack[keep]
         if stack.shape[0] == 0:
