@@ -52,6 +52,27 @@ def run_training(
     ``max_steps`` stops early after that many steps (used by tests to interrupt a run and check
     that ``resume`` ends with exactly the model of an uninterrupted run).
     """
+    threads = torch.get_num_threads()
+    if cfg.training.threads:
+        torch.set_num_threads(cfg.training.threads)
+    try:
+        return _run(cfg, run_dir, scheme_cfg, attack_enabled, resume, progress, dataset, label,
+                    max_steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    cfg: RunConfig,
+    run_dir: Path,
+    scheme_cfg: SchemeConfig | None,
+    attack_enabled: bool,
+    resume: bool,
+    progress: bool,
+    dataset: Any,
+    label: str | None,
+    max_steps: int | None,
+) -> dict[str, Any]:
     from ..runtime.simulator import SimulatedCluster
     from .data import load_dataset
     from .models import build_model, evaluate
