@@ -119,18 +119,28 @@ def plot_accuracy(path: Path, curves: Sequence[tuple[str, list[dict[str, Any]]]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    colors = plt.get_cmap("tab10").colors
+    suffix = " (no attack)"
+    bases: list[str] = []
+    for label, _ in curves:  # one colour per scheme; its no-attack run is the dashed line
+        base = label[: -len(suffix)] if label.endswith(suffix) else label
+        if base not in bases:
+            bases.append(base)
     for label, rows in curves:
         pts = [(r["step"], r["test_accuracy"]) for r in rows if r.get("test_accuracy") is not None]
         if pts:
             xs, ys = zip(*pts)
-            style = "--" if label.endswith("(no attack)") else "-"
-            ax.plot(xs, ys, style, label=label, linewidth=1.6)
+            clean = label.endswith(suffix)
+            base = label[: -len(suffix)] if clean else label
+            color = colors[bases.index(base) % len(colors)]
+            ax.plot(xs, ys, "--" if clean else "-", color=color, label=label,
+                    linewidth=1.2 if clean else 1.8)
     ax.set_xlabel("step")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
