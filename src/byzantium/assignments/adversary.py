@@ -1,0 +1,508 @@
+"""The omniscient adversary of ByzShield (spec §1.5-§1.8): which ``q`` workers to corrupt.
+
+Byzantine workers collude: every Byzantine copy of a file carries the same vector, so they win a
+file's majority vote as soon as they hold ``r' = (r + 1) // 2`` of its ``r`` copies (for even ``r``
+ties count as lost, as in the authors' ``simulations.py``). For a Byzantine set ``S``,
+``c(S)`` = number of such files; the adversary maximises it over ``|S| = q``:
+``c_max(q) = max_{|S| = q} c(S)`` and ``epsilon = c_max / num_files`` (fraction of corrupted
+voted gradients).
+
+* :func:`worst_case` -- exact ``c_max`` with a maximising set: exhaustive search over all
+  ``q``-subsets when there are few enough of them, else branch and bound with symmetry breaking;
+  a 0/1 integer program solved by HiGHS (``scipy.optimize.milp``) is available as a cross-check.
+* :func:`spectral_bound` -- ByzShield's upper bound ``gamma(q)`` from the second eigenvalue of the
+  normalised graph (§1.7).
+* :func:`repetition_worst_case` -- the DETOX / fractional repetition closed form
+  ``min(floor(q / r'), K / r)`` (§1.8, §2.3).
+* :func:`random_placement_fraction` -- expected corrupted fraction for a uniformly random
+  Byzantine set, ``P[Hypergeom(K, q, r) >= r']``, identical for every scheme with replication ``r``
+  (§1.8 observation 2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterable, Literal
+
+import numpy as np
+
+from .graph import Assignment, AssignmentError
+
+__all__ = [
+    "WorstCase",
+    "worst_case",
+    "corrupted_files",
+    "corruption_counts",
+    "second_eigenvalue",
+    "spectral_bound",
+    "spectral_bound_closed_form",
+    "trivial_bound",
+    "repetition_worst_case",
+    "random_placement_fraction",
+]
+
+EXHAUSTIVE_LIMIT = 200_000  # q-subsets; above this "auto" switches to the integer program
+_BATCH = 8192  # subsets scored per numpy batch in the exhaustive search
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """Result of :func:`worst_case`.
+
+    ``workers``: a maximising Byzantine set (sorted, 0-based); ``files``: the files it corrupts
+    (sorted); ``c_max = len(files)``; ``method``: ``"exhaustive"``, ``"bnb"`` or ``"milp"``; ``exact``: False
+    only when the integer program stopped at its time limit before proving optimality (then
+    ``c_max`` is a lower bound); ``seconds``: wall time of the search.
+    """
+
+    q: int
+    workers: tuple[int, ...]
+    files: tuple[int, ...]
+    c_max: int
+    num_files: int
+    method: str
+    exact: bool = True
+    seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def epsilon(self) -> float:
+        """``c_max / num_files``: worst-case fraction of corrupted voted gradients."""
+        return self.c_max / self.num_files
+
+
+def _check_q(fn: str, a: Assignment, q: int) -> int:
+    if isinstance(q, bool) or not isinstance(q, (int, np.integer)):
+        raise AssignmentError(f"{fn}: q must be an integer, got q={q!r}")
+    if not 0 <= q <= a.K:
+        raise AssignmentError(f"{fn}: q must satisfy 0 <= q <= K, got q={q}, K={a.K}")
+    return int(q)
+
+
+def corruption_counts(a: Assignment, workers: Iterable[int]) -> np.ndarray:
+    """Number of copies of each file held by ``workers`` (``(num_files,)`` int array)."""
+    S = sorted(set(int(w) for w in workers))
+    if S and (S[0] < 0 or S[-1] >= a.K):
+        raise AssignmentError(f"corruption_counts: workers must lie in [0, {a.K}), got {S}")
+    return a.biadjacency()[S].sum(axis=0, dtype=np.int64)
+
+
+def corrupted_files(a: Assignment, workers: Iterable[int]) -> tuple[int, ...]:
+    """Files whose majority a colluding set ``workers`` wins (``>= r'`` copies); spec §1.5 step 3."""
+    counts = corruption_counts(a, workers)
+    return tuple(int(i) for i in np.flatnonzero(counts >= a.r_majority))
+
+
+# ---------------------------------------------------------------------------------------------
+# exact search
+
+
+def _exhaustive(a: Assignment, q: int) -> tuple[tuple[int, ...], int]:
+    """Score every ``q``-subset in lexicographic order; return the first (lexicographically
+    smallest) maximiser. ``counts = A[subset].sum`` per batch of subsets, vectorised in numpy."""
+    A = a.biadjacency().astype(np.int16)
+    rp = a.r_majority
+    best_c, best_set = -1, ()
+    combos = itertools.combinations(range(a.K), q)
+    dtype = np.int8 if a.K < 128 else np.int16
+    while True:
+        chunk = np.fromiter(itertools.chain.from_iterable(itertools.islice(combos, _BATCH)),
+                            dtype=dtype)
+        if chunk.size == 0:
+            break
+        idx = chunk.reshape(-1, q).astype(np.intp)
+        counts = A[idx].sum(axis=1)  # (batch, num_files)
+        c = (counts >= rp).sum(axis=1)
+        j = int(np.argmax(c))
+        if c[j] > best_c:
+            best_c, best_set = int(c[j]), tuple(int(w) for w in idx[j])
+    return best_set, best_c
+
+
+def _local_search(A: np.ndarray, q: int, rp: int, restarts: int, seed: int = 0
+                  ) -> tuple[tuple[int, ...], int]:
+    """Incumbent for the branch and bound: best-swap hill climbing from ``restarts`` random
+    ``q``-sets (fixed seed, so deterministic)."""
+    K = A.shape[0]
+    rng = np.random.default_rng(seed)
+    A16 = A.astype(np.int16)
+    best_c, best_S = -1, tuple(range(q))
+    for _ in range(restarts):
+        S = [int(w) for w in rng.choice(K, q, replace=False)]
+        cnt = A16[S].sum(axis=0)
+        c = int((cnt >= rp).sum())
+        improved = True
+        while improved:
+            improved = False
+            inS = np.zeros(K, dtype=bool)
+            inS[S] = True
+            for t, w_out in enumerate(S):
+                cand = (cnt - A16[w_out])[None, :] + A16  # (K, F): swap w_out for each worker
+                cs = (cand >= rp).sum(axis=1)
+                cs[inS] = -1
+                w_in = int(np.argmax(cs))
+                if cs[w_in] > c:
+                    S[t], cnt, c, improved = w_in, cand[w_in], int(cs[w_in]), True
+                    break
+        if c > best_c:
+            best_c, best_S = c, tuple(sorted(S))
+    return best_S, best_c
+
+
+class _BranchAndBound:
+    """Exact ``max_{|S|=q} c(S)`` by best-first-in-lexicographic-order branch and bound.
+
+    Sets are built as increasing index tuples, level by level, in vectorised chunks of prefixes
+    (depth first over chunks, so memory stays bounded and good leaves raise the incumbent early).
+
+    *Symmetry breaking* (orderly generation): a prefix is kept only if it is the lexicographically
+    smallest image of itself under every automorphism in ``group`` (from
+    :attr:`Assignment.symmetries`). This is exact: the lexicographically smallest set of any orbit
+    passes, and so do its prefixes (if ``g(P) < P`` for a prefix ``P`` of ``S`` formed by its
+    smallest elements, then ``g(S) < S``), so every orbit of optimal sets keeps a representative.
+
+    *Bound* for a prefix ``P`` (``b = q - |P|`` workers still to add, all with larger indices):
+    ``c(P u N) <= c(P) + sum of the b largest rho(w)``. A file not yet corrupted needs
+    ``k = r' - cnt`` more copies (and must have ``k`` workers left); credit each newly corrupted
+    file ``1/k`` to ``k`` of its new workers. Worker ``w`` is credited at most ``pot_1(w)``
+    need-1 files plus, for need ``k >= 2`` files, ``m_k <= pot_k(w)`` files each needing ``k-1``
+    other new workers through ``w``, and the other ``b-1`` new workers share at most ``lambda``
+    files with ``w`` (``lambda`` = largest number of files two workers share): so
+    ``sum_k (k-1) m_k <= lambda (b-1)``, and ``rho(w)`` is the LP optimum of ``sum_k m_k / k``
+    under that budget (greedy by increasing ``k``).
+    """
+
+    CHILDREN = 16384
+
+    def __init__(self, a: Assignment, q: int, incumbent: tuple[tuple[int, ...], int],
+                 group: np.ndarray) -> None:
+        A = a.biadjacency()
+        self.K, self.F = A.shape
+        self.q, self.rp = q, a.r_majority
+        self.A8 = A.astype(np.int8)
+        self.AT = A.T.astype(np.float32)
+        co = A.astype(np.int64) @ A.T.astype(np.int64)
+        np.fill_diagonal(co, 0)
+        self.lam = float(co.max()) if self.K > 1 else 0.0
+        suffix = np.cumsum(A[::-1].astype(np.int16), axis=0)[::-1]  # workers with index >= w
+        self.avail = np.vstack([suffix[1:], np.zeros((1, self.F), np.int16)])  # index > w
+        self.group = np.asarray(group)[1:] if len(group) > 1 else np.zeros((0, self.K), np.int64)
+        self.use_bits = self.K <= 62
+        if self.use_bits:
+            # worker w is bit K-1-w, so integer order of masks is lexicographic order
+            self.pow2 = np.left_shift(np.uint64(1), np.arange(self.K - 1, -1, -1, dtype=np.uint64))
+            self.pow2g = self.pow2[self.group] if len(self.group) else None  # (|G|, K)
+            self.pow2gT = self.pow2g.T.copy() if len(self.group) else None  # (K, |G|)
+        self.best_S, self.best_c = incumbent
+        self.nodes = 0
+
+    def _canonical(self, sets: np.ndarray) -> np.ndarray:
+        """Rows of ``sets`` (sorted index tuples) that no group element maps to a
+        lexicographically smaller tuple. Rows are dropped from the working set as soon as one
+        element rejects them, so most of the group is only applied to the few survivors."""
+        keep = np.ones(len(sets), dtype=bool)
+        if not len(self.group) or not len(sets):
+            return keep
+        alive = np.arange(len(sets))
+        cur = sets
+        if self.use_bits:
+            # with element w stored as bit K-1-w, "T < S as sorted tuples" (the smallest element
+            # of S ^ T lies in T) is "mask(T) > mask(S)" as integers
+            mask = self.pow2[cur].sum(axis=1, dtype=np.uint64)
+            for pg in self.pow2g:
+                ok = pg[cur].sum(axis=1, dtype=np.uint64) <= mask
+                if not ok.all():
+                    keep[alive[~ok]] = False
+                    alive, cur, mask = alive[ok], cur[ok], mask[ok]
+                    if not len(alive):
+                        break
+            return keep
+        for g in self.group:
+            img = np.sort(g[cur], axis=1)
+            diff = img != cur
+            first = diff.argmax(axis=1)
+            rows = np.arange(len(cur))
+            ok = ~(diff.any(axis=1) & (img[rows, first] < cur[rows, first]))
+            if not ok.all():
+                keep[alive[~ok]] = False
+                alive, cur = alive[ok], cur[ok]
+                if not len(alive):
+                    break
+        return keep
+
+    def _canonical_children(self, parents: np.ndarray, p: np.ndarray, w: np.ndarray
+                            ) -> np.ndarray:
+        """:meth:`_canonical` of the children ``parents[p] + (w,)`` (``w`` > every parent
+        element), computing each group image incrementally: ``g(child) = g(parent) | g(w)``."""
+        if not len(self.group) or not len(p):
+            return np.ones(len(p), dtype=bool)
+        if not self.use_bits:
+            return self._canonical(np.concatenate([parents[p], w[:, None]], axis=1))
+        pmask = self.pow2[parents].sum(axis=1, dtype=np.uint64)
+        pimg = np.stack([pg[parents].sum(axis=1, dtype=np.uint64) for pg in self.pow2g],
+                        axis=1)  # (P, |G|)
+        cmask = pmask[p] | self.pow2[w]
+        return (pimg[p] | self.pow2gT[w]).max(axis=1) <= cmask
+
+    def _bound(self, counts: np.ndarray, last: np.ndarray, b: int) -> np.ndarray:
+        rp = self.rp
+        cur = (counts >= rp).sum(axis=1)
+        need = rp - counts.astype(np.int16)
+        avail = self.avail[last]
+        rho = np.zeros((len(last), self.K), dtype=np.float64)
+        budget = np.full_like(rho, self.lam * (b - 1))
+        n_pot = np.zeros(len(last), dtype=np.int64)
+        for k in range(1, min(rp, b) + 1):
+            pk = (need == k) & (avail >= k)
+            n_pot += pk.sum(axis=1)
+            potk = pk.astype(np.float32) @ self.AT  # (N, K)
+            if k == 1:
+                rho += potk
+            else:
+                take = np.minimum(potk, budget / (k - 1))
+                budget -= take * (k - 1)
+                rho += take / k
+        rho[np.arange(self.K)[None, :] <= last[:, None]] = -1.0  # only larger indices may join
+        top = -np.partition(-rho, b - 1, axis=1)[:, :b]
+        # never more new files than there are completable ones
+        return cur + np.minimum(np.maximum(top, 0.0).sum(axis=1), n_pot)
+
+    def run(self) -> tuple[tuple[int, ...], int]:
+        K, q = self.K, self.q
+        if self.best_c >= self.F:  # every file corrupted: nothing can beat the incumbent
+            return self.best_S, self.best_c
+        first = np.arange(K - q + 1, dtype=np.int64)[:, None]
+        first = first[self._canonical(first)]
+        stack = [(first, self.A8[first[:, 0]])]
+        while stack:
+            sets, counts = stack.pop()
+            t = sets.shape[1]
+            self.nodes += len(sets)
+            if t == q:
+                c = (counts >= self.rp).sum(axis=1)
+                j = int(np.argmax(c))
+                if c[j] > self.best_c:
+                    self.best_c, self.best_S = int(c[j]), tuple(int(w) for w in sets[j])
+                continue
+            b = q - t
+            if self.best_c >= self.F:
+                break
+            keep = np.floor(self._bound(counts, sets[:, -1], b) + 1e-6) > self.best_c
+            sets, counts = sets[keep], counts[keep]
+            if not len(sets):
+                continue
+            # children: append every w with last < w <= K - q + t, in sub-batches of at most
+            # CHILDREN rows (the symmetry test holds a (children, |G|) array)
+            nchild = np.cumsum((K - q + t) - sets[:, -1])
+            cuts = np.searchsorted(nchild, np.arange(self.CHILDREN, nchild[-1], self.CHILDREN),
+                                   side="right")
+            edges = np.unique(np.concatenate([[0], cuts, [len(sets)]]))
+            batches = []
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                par = sets[lo:hi]
+                nxt = np.arange(K)
+                ok = (nxt[None, :] > par[:, -1:]) & (nxt[None, :] <= K - q + t)
+                p, w = np.nonzero(ok)
+                canon = self._canonical_children(par, p, w)
+                p, w = p[canon], w[canon]
+                batches.append((np.concatenate([par[p], w[:, None]], axis=1),
+                                counts[lo:hi][p] + self.A8[w]))
+            # push in reverse so that batches are processed in lexicographic order
+            for item in reversed(batches):
+                if len(item[0]):
+                    stack.append(item)
+        return self.best_S, self.best_c
+
+
+def _bnb(a: Assignment, q: int, restarts: int = 40) -> tuple[tuple[int, ...], int, int]:
+    A = a.biadjacency()
+    inc = _local_search(A, q, a.r_majority, restarts)
+    bb = _BranchAndBound(a, q, inc, a.symmetry_group(max_size=4096))
+    S, c = bb.run()
+    return S, c, bb.nodes
+
+
+def _milp(a: Assignment, q: int, time_limit: float | None) -> tuple[tuple[int, ...], int, bool]:
+    """0/1 integer program (spec §1.5 "my tool"), tightened with cover inequalities.
+
+    Variables ``x_w`` (worker Byzantine) and ``y_i`` (file corrupted); maximise ``sum y`` subject to
+    ``sum x = q`` and, for each file ``i`` and each set ``T`` of ``r - r' + 1`` of its workers,
+    ``y_i <= sum_{w in T} x_w`` (if all of ``T`` is honest, at most ``r' - 1`` copies are
+    Byzantine). These covers describe the convex hull of each file's "at least ``r'`` of ``r``"
+    condition, so the LP relaxation is much tighter than with the aggregated form
+    ``r' y_i <= sum_{w in i} x_w`` (which they imply). No symmetry breaking is added: HiGHS
+    detects the graph's symmetries itself, and a hand-made constraint would have to be proven
+    exact for every construction. The returned set is the solver's optimum -- deterministic for a
+    given assignment and scipy/HiGHS version, but not necessarily the lexicographically smallest
+    maximiser.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    K, F, r, rp = a.K, a.num_files, a.r, a.r_majority
+    rows, cols, vals = [], [], []
+    n = 0
+    for i, ws in enumerate(a.workers_of):
+        for T in itertools.combinations(ws, r - rp + 1):
+            rows.append(n); cols.append(K + i); vals.append(1.0)
+            for w in T:
+                rows.append(n); cols.append(w); vals.append(-1.0)
+            n += 1
+    # the cardinality constraint
+    for w in range(K):
+        rows.append(n); cols.append(w); vals.append(1.0)
+    M = coo_matrix((vals, (rows, cols)), shape=(n + 1, K + F)).tocsr()
+    lb = np.full(n + 1, -np.inf); ub = np.zeros(n + 1)
+    lb[n] = ub[n] = q
+    c = np.concatenate([np.zeros(K), -np.ones(F)])
+    options = {"disp": False}
+    if time_limit is not None:
+        options["time_limit"] = float(time_limit)
+    res = milp(c, integrality=np.ones(K + F), bounds=Bounds(0, 1),
+               constraints=LinearConstraint(M, lb, ub), options=options)
+    if res.x is None:
+        raise RuntimeError(f"worst_case: the integer program failed ({res.message})")
+    x = np.round(res.x[:K]).astype(int)
+    S = tuple(int(w) for w in np.flatnonzero(x))
+    if len(S) != q:  # cannot happen for a feasible solution; guard against solver tolerance
+        raise RuntimeError(f"worst_case: integer program returned {len(S)} workers, expected {q}")
+    exact = res.status == 0
+    return S, len(corrupted_files(a, S)), exact
+
+
+def worst_case(
+    a: Assignment,
+    q: int,
+    *,
+    method: Literal["auto", "exhaustive", "bnb", "milp"] = "auto",
+    max_subsets: int = EXHAUSTIVE_LIMIT,
+    time_limit: float | None = None,
+) -> WorstCase:
+    """Exact worst-case Byzantine set of size ``q`` for assignment ``a`` (spec §1.5).
+
+    Methods (all exact):
+
+    * ``"exhaustive"``: all ``C(K, q)`` subsets, vectorised; returns the lexicographically
+      smallest maximiser, like the authors' brute force.
+    * ``"bnb"``: branch and bound with symmetry breaking (:class:`_BranchAndBound`) from a
+      local-search incumbent; returns the first maximiser met in lexicographic order among the
+      symmetry-canonical sets, or the incumbent when nothing beats it (deterministic).
+    * ``"milp"``: 0/1 integer program solved by HiGHS (:func:`_milp`); kept as an independent
+      cross-check. ``time_limit`` (seconds) applies to it only; if it fires the result has
+      ``exact=False``.
+    * ``"auto"`` (default): exhaustive when ``C(K, q) <= max_subsets``, else branch and bound.
+    """
+    q = _check_q("worst_case", a, q)
+    if method not in ("auto", "exhaustive", "bnb", "milp"):
+        raise AssignmentError(
+            f"worst_case: method must be 'auto', 'exhaustive', 'bnb' or 'milp', got {method!r}"
+        )
+    t0 = time.perf_counter()
+    exact = True
+    if q == 0:
+        S, used = (), "exhaustive"
+    elif method == "exhaustive" or (method == "auto" and math.comb(a.K, q) <= max_subsets):
+        S, _ = _exhaustive(a, q)
+        used = "exhaustive"
+    elif method in ("auto", "bnb"):
+        S, _, _ = _bnb(a, q)
+        used = "bnb"
+    else:
+        S, _, exact = _milp(a, q, time_limit)
+        used = "milp"
+    files = corrupted_files(a, S)
+    return WorstCase(q, S, files, len(files), a.num_files, used, exact, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds and closed forms
+
+
+def second_eigenvalue(a: Assignment) -> float:
+    """``mu_1``: second largest eigenvalue of ``H H^T`` with ``H = A / sqrt(l r)`` (the largest is
+    1), i.e. ``sigma_2(A)^2 / (l r)``. Equals ``1/r`` for MOLS, Ramanujan Case 1 and Case 2 with
+    ``s | m`` (spec §1.2-§1.3)."""
+    sv = np.linalg.svd(a.biadjacency().astype(np.float64), compute_uv=False)
+    s2 = sv[1] if len(sv) > 1 else 0.0
+    return float(s2 * s2 / (a.l * a.r))
+
+
+def spectral_bound(a: Assignment, q: int, mu1: float | None = None) -> float:
+    """ByzShield's upper bound ``gamma(q) >= c_max(q)`` (spec §1.7), for odd ``r >= 3``.
+
+    Expansion: any ``q`` workers touch at least ``beta = (q l / r) / (mu_1 + (1 - mu_1) q / K)``
+    files. Counting: the ``q l`` Byzantine copies cover every touched file once and every corrupted
+    one ``r'`` times, so ``c r' + (|N| - c) <= q l`` and ``c <= (q l - beta) / ((r - 1) / 2)``.
+    Returned as a float (not floored, not capped at ``num_files``); ``mu1`` defaults to
+    :func:`second_eigenvalue`.
+    """
+    q = _check_q("spectral_bound", a, q)
+    if a.r < 3 or a.r % 2 == 0:
+        raise AssignmentError(
+            f"spectral_bound: needs odd replication r >= 3 (majority vote), got r={a.r}"
+        )
+    if q == 0:
+        return 0.0
+    mu = second_eigenvalue(a) if mu1 is None else float(mu1)
+    beta = (q * a.l / a.r) / (mu + (1.0 - mu) * q / a.K)
+    return (q * a.l - beta) / ((a.r - 1) / 2)
+
+
+def spectral_bound_closed_form(K: int, r: int, q: int, l: float | None = None) -> float:
+    """:func:`spectral_bound` when ``mu_1 = 1/r``: ``gamma = 2 q^2 l / (K alpha)`` with
+    ``alpha = 1 + (r - 1) q / K``.
+
+    ``l`` defaults to ``K / r`` (``num_files = l^2``: MOLS, Ramanujan case 1 and case 2 with
+    ``m = s``), which gives the spec's ``2 q^2 K / (r (K + (r - 1) q))`` (§1.7). Ramanujan case 2
+    with ``s | m`` also has ``mu_1 = 1/r`` but ``l = m > K / r``: pass ``l``.
+    """
+    lv = K / r if l is None else float(l)
+    alpha = 1.0 + (r - 1) * q / K
+    return 2.0 * q * q * lv / (K * alpha)
+
+
+def trivial_bound(a: Assignment, q: int) -> float:
+    """``delta(q) = q l / r'``: each corrupted file takes ``r'`` of the ``q l`` Byzantine copies."""
+    q = _check_q("trivial_bound", a, q)
+    return q * a.l / a.r_majority
+
+
+def repetition_worst_case(K: int, r: int, q: int) -> int:
+    """Worst-case corrupted groups of DETOX / DRACO fractional repetition: ``min(floor(q/r'), K/r)``.
+
+    The omniscient adversary fills groups with ``r' = (r+1)//2`` Byzantines each (DETOX's "worst"
+    attack, spec §1.5 / §2.3); ``epsilon_DETOX = this / (K / r)``.
+    """
+    for name, v, lo in (("K", K, 1), ("r", r, 1), ("q", q, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise AssignmentError(f"repetition_worst_case: {name} must be an integer >= {lo}, "
+                                  f"got {name}={v!r}")
+    if K % r:
+        raise AssignmentError(f"repetition_worst_case: r must divide K, got K={K}, r={r}")
+    if q > K:
+        raise AssignmentError(f"repetition_worst_case: q must satisfy q <= K, got q={q}, K={K}")
+    return min(q // ((r + 1) // 2), K // r)
+
+
+def random_placement_fraction(K: int, r: int, q: int, exact: bool = False) -> float | Fraction:
+    """Expected corrupted fraction for a uniformly random ``q``-set: ``P[Hypergeom(K, q, r) >= r']``.
+
+    Each file's ``r`` workers are a fixed ``r``-set, so the number of Byzantine ones is
+    hypergeometric whatever the scheme; by linearity the mean of ``c(S)/num_files`` over all
+    ``q``-sets is this probability (spec §1.8 obs. 2, §1.10). ``exact=True`` returns a Fraction.
+    """
+    for name, v, lo in (("K", K, 1), ("r", r, 1), ("q", q, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise AssignmentError(f"random_placement_fraction: {name} must be an integer >= "
+                                  f"{lo}, got {name}={v!r}")
+    if r > K or q > K:
+        raise AssignmentError(
+            f"random_placement_fraction: needs r <= K and q <= K, got K={K}, r={r}, q={q}"
+        )
+    rp = (r + 1) // 2
+    num = sum(math.comb(q, k) * math.comb(K - q, r - k) for k in range(rp, r + 1))
+    p = Fraction(num, math.comb(K, r))
+    return p if exact else float(p)

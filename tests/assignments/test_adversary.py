@@ -1,0 +1,196 @@
+"""The omniscient adversary: exhaustive == branch and bound == ILP == independent brute force,
+closed forms, the spectral bound and the random-placement identity (spec §1.5-§1.10)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from byzantium.assignments import (
+    Assignment,
+    AssignmentError,
+    baseline,
+    corrupted_files,
+    cyclic,
+    mols,
+    ramanujan,
+    random_placement_fraction,
+    repetition,
+    repetition_worst_case,
+    second_eigenvalue,
+    spectral_bound,
+    spectral_bound_closed_form,
+    trivial_bound,
+    worst_case,
+)
+
+
+def brute_force(a: Assignment, q: int) -> int:
+    """Plain-Python reference: every q-subset, counting copies file by file (no numpy)."""
+    rp = (a.r + 1) // 2
+    best = 0
+    for S in itertools.combinations(range(a.K), q):
+        s = set(S)
+        c = sum(1 for ws in a.workers_of if sum(w in s for w in ws) >= rp)
+        best = max(best, c)
+    return best
+
+
+def random_biregular(K: int, l: int, r: int, rng: np.random.Generator) -> Assignment:
+    """A random simple biregular bipartite graph (configuration model with rejection)."""
+    F = K * l // r
+    while True:
+        stubs = rng.permutation(np.repeat(np.arange(F), r))
+        files_of = [stubs[w * l:(w + 1) * l] for w in range(K)]
+        if all(len(set(fs.tolist())) == l for fs in files_of):
+            return Assignment(K, F, tuple(tuple(sorted(int(i) for i in fs)) for fs in files_of))
+
+
+# K = 15, r = 3 (MOLS l=5 and Ramanujan case 1 m=3, s=5): exact c_max for q = 1..7
+C_MAX_15 = [0, 1, 3, 5, 8, 12, 14]
+
+
+@pytest.mark.parametrize("make", [lambda: mols(5, 3), lambda: ramanujan(3, 5)])
+def test_k15_table_and_methods_agree(make) -> None:
+    a = make()
+    for q, expect in zip(range(1, 8), C_MAX_15):
+        ex = worst_case(a, q, method="exhaustive")
+        bb = worst_case(a, q, method="bnb")
+        assert ex.c_max == bb.c_max == expect, q
+        assert ex.method == "exhaustive" and bb.method == "bnb" and ex.exact and bb.exact
+        for res in (ex, bb):
+            assert len(res.workers) == q and list(res.workers) == sorted(set(res.workers))
+            assert res.files == corrupted_files(a, res.workers)
+            assert res.epsilon == expect / 25
+    # the ILP agrees too (a few q only: HiGHS is the slow one)
+    for q in (2, 4, 6):
+        assert worst_case(a, q, method="milp").c_max == C_MAX_15[q - 1]
+
+
+def test_exhaustive_is_lexicographically_smallest_and_deterministic() -> None:
+    a = mols(5, 3)
+    res = worst_case(a, 2, method="exhaustive")
+    assert res.workers == (0, 5) and res.files == (0,)  # first maximiser: ranks {1, 6}
+    first = next(S for S in itertools.combinations(range(15), 4)
+                 if len(corrupted_files(a, S)) == C_MAX_15[3])
+    assert worst_case(a, 4).workers == first
+    assert worst_case(a, 9, method="bnb") == worst_case(a, 9, method="bnb")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ramanujan(3, 3), lambda: ramanujan(4, 3), lambda: ramanujan(6, 3),
+    lambda: mols(4, 3), lambda: mols(3, 2), lambda: repetition(12, 3), lambda: cyclic(9, 1),
+    lambda: cyclic(8, 2), lambda: baseline(8),
+])
+def test_all_methods_equal_brute_force_on_small_constructions(make) -> None:
+    a = make()
+    for q in range(0, a.K + 1):
+        ref = brute_force(a, q)
+        assert worst_case(a, q, method="exhaustive").c_max == ref, q
+        assert worst_case(a, q, method="bnb").c_max == ref, q
+    for q in range(1, a.K, 3):
+        assert worst_case(a, q, method="milp").c_max == brute_force(a, q), q
+
+
+def test_random_graphs_ilp_and_bnb_never_beat_brute_force() -> None:
+    rng = np.random.default_rng(1234)
+    shapes = [(8, 3, 2), (9, 3, 3), (10, 3, 3), (12, 2, 3), (10, 5, 5), (9, 4, 3)]
+    for K, l, r in shapes:
+        a = random_biregular(K, l, r, rng)
+        ref = {q: brute_force(a, q) for q in range(1, K)}
+        for q in range(1, K):
+            assert worst_case(a, q, method="exhaustive").c_max == ref[q]
+            assert worst_case(a, q, method="bnb").c_max == ref[q]
+        for q in (2, K // 2, K - 2):
+            res = worst_case(a, q, method="milp")
+            assert res.c_max == ref[q] and res.exact
+            assert len(corrupted_files(a, res.workers)) == res.c_max
+
+
+def test_bnb_matches_exhaustive_on_k35() -> None:
+    a = mols(7, 5)
+    for q in (4, 5):
+        assert worst_case(a, q, method="bnb").c_max == worst_case(a, q, method="exhaustive").c_max
+    # a harder q where only the branch and bound is fast; its set really corrupts c_max files
+    res = worst_case(a, 10)
+    assert res.method == "bnb" and res.c_max == 11
+    assert len(corrupted_files(a, res.workers)) == 11
+
+
+def test_edge_q_and_errors() -> None:
+    a = mols(5, 3)
+    assert worst_case(a, 0).c_max == 0 and worst_case(a, 0).workers == ()
+    full = worst_case(a, 15)
+    assert full.c_max == 25 and full.workers == tuple(range(15))
+    with pytest.raises(AssignmentError, match=r"0 <= q <= K, got q=16, K=15"):
+        worst_case(a, 16)
+    with pytest.raises(AssignmentError, match="q must satisfy"):
+        worst_case(a, -1)
+    with pytest.raises(AssignmentError, match="method must be"):
+        worst_case(a, 2, method="greedy")  # type: ignore[arg-type]
+    with pytest.raises(AssignmentError, match="odd replication"):
+        spectral_bound(repetition(8, 2), 2)
+    with pytest.raises(AssignmentError, match="r must divide K"):
+        repetition_worst_case(10, 3, 2)
+    with pytest.raises(AssignmentError, match="q <= K"):
+        repetition_worst_case(9, 3, 10)
+    with pytest.raises(AssignmentError, match="needs r <= K and q <= K"):
+        random_placement_fraction(5, 3, 6)
+
+
+@pytest.mark.parametrize("K,r", [(15, 3), (25, 5), (21, 7), (12, 3), (45, 3), (45, 5)])
+def test_detox_closed_form_is_the_exact_worst_case(K: int, r: int) -> None:
+    a = repetition(K, r)
+    for q in range(0, K + 1, 1 if K <= 25 else 4):
+        assert worst_case(a, q).c_max == repetition_worst_case(K, r, q), q
+    assert repetition_worst_case(15, 3, 15) == 5  # capped at K/r groups
+
+
+def test_spectral_bound() -> None:
+    for a in (mols(5, 3), ramanujan(3, 5), ramanujan(5, 5), ramanujan(10, 5), mols(4, 3)):
+        assert math.isclose(second_eigenvalue(a), 1 / a.r, rel_tol=1e-9)
+        for q in range(1, a.K // 2 + 1):
+            g = spectral_bound(a, q)
+            assert math.isclose(g, spectral_bound_closed_form(a.K, a.r, q, a.l), rel_tol=1e-9)
+            if a.l * a.r == a.K:  # num_files = l^2: the spec's form without l
+                assert math.isclose(g, spectral_bound_closed_form(a.K, a.r, q), rel_tol=1e-9)
+            c = worst_case(a, q).c_max
+            assert c <= g + 1e-9 and c <= trivial_bound(a, q)
+    # a non-1/r spectrum (case 2 with s not dividing m) still bounds the exact values
+    b = ramanujan(4, 3)
+    assert not math.isclose(second_eigenvalue(b), 1 / 3)
+    for q in range(1, 9):
+        assert worst_case(b, q).c_max <= spectral_bound(b, q) + 1e-9
+    assert spectral_bound(mols(5, 3), 0) == 0.0
+    # spec §1.7 closed form, hand-computed: K=15, r=3, q=3: 2*9*15/(3*(15+6)) = 30/7
+    assert math.isclose(spectral_bound(mols(5, 3), 3), 30 / 7)
+
+
+def test_random_placement_values() -> None:
+    # spec §1.8 obs. 2: K=15, r=3, q=1..7
+    expect = [0, 0.0286, 0.0813, 0.1538, 0.2418, 0.3407, 0.4462]
+    got = [random_placement_fraction(15, 3, q) for q in range(1, 8)]
+    assert np.allclose(got, expect, atol=5e-5)
+    assert random_placement_fraction(15, 3, 2, exact=True) == Fraction(13, 455)
+
+
+@pytest.mark.parametrize("make", [lambda: mols(5, 3), lambda: ramanujan(3, 3),
+                                  lambda: repetition(9, 3), lambda: cyclic(7, 1),
+                                  lambda: ramanujan(4, 3), lambda: mols(3, 2)])
+def test_random_placement_identity(make) -> None:
+    """Mean of c(S)/f over all q-subsets == P[Hypergeom(K, q, r) >= r'] exactly (§1.10)."""
+    a = make()
+    A = a.biadjacency().astype(np.int64)
+    for q in range(0, a.K + 1):
+        subsets = np.array(list(itertools.combinations(range(a.K), q)), dtype=np.int64)
+        if q == 0:
+            total = 0
+        else:
+            counts = A[subsets].sum(axis=1)
+            total = int((counts >= a.r_majority).sum())
+        mean = Fraction(total, math.comb(a.K, q) * a.num_files)
+        assert mean == random_placement_fraction(a.K, a.r, q, exact=True), q
