@@ -3,6 +3,8 @@
     byzantium train CONFIG [--set key=value ...] [--out DIR] [--resume]
     byzantium compare CONFIG [--set key=value ...] [--out DIR]
     byzantium adversary [--K 15 --r 3 --q 1-7] [--csv PATH]
+    byzantium launch CONFIG --workers K        (server + K worker processes on this machine)
+    byzantium serve|work CONFIG                (one rank, from RANK/WORLD_SIZE/MASTER_ADDR/PORT)
     byzantium list aggregators|attacks|schemes
     byzantium aggregators-demo
 """
@@ -113,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_adversary_parser(sub)
+
+    from .runtime.distributed.cli import add_launch_parsers
+
+    add_launch_parsers(sub)
 
     pd = sub.add_parser("aggregators-demo", help="robustness of every rule on synthetic gradients")
     pd.set_defaults(func=_cmd_aggregators_demo)

@@ -3,7 +3,14 @@ repetition). DRACO's cyclic-code decoder lives with its encoder in
 :class:`byzantium.assignments.CyclicCode` and is re-exported here."""
 
 from ..assignments.cyclic import CyclicCode, CyclicDecodeResult, DecodeError
-from .vote import NoMajorityError, VoteError, VoteResult, gather_copies, majority_vote
+from .vote import (
+    NoMajorityError,
+    VoteError,
+    VoteResult,
+    gather_copies,
+    majority_vote,
+    vote_messages,
+)
 
 __all__ = [
     "CyclicCode",
@@ -14,4 +21,5 @@ __all__ = [
     "VoteResult",
     "gather_copies",
     "majority_vote",
+    "vote_messages",
 ]

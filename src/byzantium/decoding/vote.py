@@ -37,13 +37,25 @@ but finite colluding copies are legitimate values and win where they hold ``r'``
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
 
 import torch
 from torch import Tensor
 
-__all__ = ["VoteError", "NoMajorityError", "VoteResult", "majority_vote", "gather_copies"]
+__all__ = [
+    "VoteError",
+    "NoMajorityError",
+    "VoteResult",
+    "majority_vote",
+    "vote_messages",
+    "gather_copies",
+]
 
 NoMajorityPolicy = Literal["drop", "median", "raise"]
 
@@ -88,71 +100,66 @@ class VoteResult:
         return self.values[self.ok]
 
 
+def _slots_of(slots: Any) -> tuple[np.ndarray, int | None]:
+    if hasattr(slots, "copy_slots"):
+        return slots.copy_slots(), int(slots.l)
+    return np.asarray(slots), None
+
+
 def gather_copies(
-    messages: Tensor, slots: "object", received: Tensor | None = None
+    messages: Tensor, slots: Any, received: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Regroup worker messages into per-file copies for :func:`majority_vote`.
+    """Regroup worker messages into per-file copies ``(num_files, r, d)`` for
+    :func:`majority_vote` (a copy of the data; :func:`vote_messages` votes without one).
 
     ``messages``: ``(K, l, d)`` (worker ``w``'s ``l`` file gradients in ``files_of[w]`` order) or
-    the flat ``(K*l, d)`` stack; ``slots``: ``Assignment.copy_slots()`` (``(num_files, r)``) or the
-    assignment itself; ``received``: optional ``(K,)`` bool mask of workers whose message arrived.
-    Returns ``(copies (num_files, r, d), present (num_files, r))``.
+    the flat ``(K*l, d)`` stack; ``slots``: the :class:`~byzantium.assignments.Assignment` or its
+    ``copy_slots()``; ``received``: optional ``(K,)`` bool mask of workers whose message arrived.
+    Returns ``(copies, present)``.
     """
-    import numpy as np
-
-    if hasattr(slots, "copy_slots"):
-        a = slots
-        slots = a.copy_slots()  # type: ignore[union-attr]
-        l = a.l  # type: ignore[union-attr]
-    else:
-        l = None
-    idx = torch.as_tensor(np.asarray(slots), dtype=torch.long, device=messages.device)
-    flat = messages.reshape(-1, messages.shape[-1]) if messages.dim() == 3 else messages
-    if flat.dim() != 2:
-        raise VoteError(f"gather_copies: messages must be (K, l, d) or (K*l, d), got shape "
-                        f"{tuple(messages.shape)}")
+    flat, idx, present = _layout("gather_copies", messages, slots, received)
     copies = flat.index_select(0, idx.reshape(-1)).reshape(*idx.shape, flat.shape[-1])
+    return copies, present
+
+
+def _layout(fn: str, messages: Tensor, slots: Any, received: Tensor | None
+            ) -> tuple[Tensor, Tensor, Tensor]:
+    if not isinstance(messages, Tensor) or messages.dim() not in (2, 3):
+        raise VoteError(f"{fn}: messages must be a (K, l, d) or (K*l, d) tensor, got "
+                        f"{tuple(messages.shape) if isinstance(messages, Tensor) else type(messages).__name__}")
+    sl, l = _slots_of(slots)
+    if messages.dim() == 3:
+        l = messages.shape[1] if l is None else l
+        if messages.shape[1] != l:
+            raise VoteError(f"{fn}: messages hold {messages.shape[1]} files per worker, the "
+                            f"assignment's load is l={l}")
+    flat = messages.reshape(-1, messages.shape[-1])
+    if sl.ndim != 2 or (sl.size and (sl.min() < 0 or sl.max() >= flat.shape[0])):
+        raise VoteError(f"{fn}: slots must be a (num_files, r) array of rows of the "
+                        f"{flat.shape[0]}-row message stack")
+    idx = torch.as_tensor(sl, dtype=torch.long, device=messages.device)
     if received is None:
         present = torch.ones(idx.shape, dtype=torch.bool, device=messages.device)
     else:
         if l is None:
-            l = messages.shape[1] if messages.dim() == 3 else None
-        if l is None:
-            raise VoteError("gather_copies: pass the assignment (or (K, l, d) messages) with "
-                            "received")
-        present = received.to(messages.device)[idx // l]
-    return copies, present
+            raise VoteError(f"{fn}: pass the assignment (or (K, l, d) messages) with received")
+        received = torch.as_tensor(received, device=messages.device)
+        if received.dtype != torch.bool or received.shape != (flat.shape[0] // l,):
+            raise VoteError(f"{fn}: received must be a bool mask of shape "
+                            f"({flat.shape[0] // l},), got {received.dtype} "
+                            f"{tuple(received.shape)}")
+        present = received[idx // l]
+    return flat, idx, present
 
 
-def _check(copies: Tensor, present: Tensor | None, policy: str) -> tuple[Tensor, Tensor, bool]:
-    if not isinstance(copies, Tensor):
-        raise VoteError(f"majority_vote: copies must be a torch.Tensor, got {type(copies).__name__}")
-    single = copies.dim() == 2
-    if single:
-        copies = copies.unsqueeze(0)
-    if copies.dim() != 3:
-        raise VoteError(f"majority_vote: copies must be (r, d) or (num_files, r, d), got shape "
-                        f"{tuple(copies.shape)}")
-    if not copies.is_floating_point():
-        raise VoteError(f"majority_vote: copies must be floating point, got {copies.dtype}")
-    F, r, _ = copies.shape
+def _check_params(fn: str, r: int, policy: str, rtol: float, atol: float) -> None:
     if r < 1 or r % 2 == 0:
-        raise VoteError(f"majority_vote: the number of copies r must be odd (strict majority), "
-                        f"got r={r}")
+        raise VoteError(f"{fn}: the number of copies r must be odd (strict majority), got r={r}")
     if policy not in ("drop", "median", "raise"):
-        raise VoteError(f"majority_vote: on_no_majority must be 'drop', 'median' or 'raise', "
+        raise VoteError(f"{fn}: on_no_majority must be 'drop', 'median' or 'raise', "
                         f"got {policy!r}")
-    if present is None:
-        present = torch.ones((F, r), dtype=torch.bool, device=copies.device)
-    else:
-        present = torch.as_tensor(present, device=copies.device)
-        if single and present.dim() == 1:
-            present = present.unsqueeze(0)
-        if present.shape != (F, r) or present.dtype != torch.bool:
-            raise VoteError(f"majority_vote: present must be a bool mask of shape "
-                            f"{(F, r) if not single else (r,)}, got {present.dtype} "
-                            f"{tuple(present.shape)}")
-    return copies, present, single
+    if rtol < 0 or atol < 0:
+        raise VoteError(f"{fn}: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
 
 
 def majority_vote(
@@ -166,79 +173,209 @@ def majority_vote(
     """Vote each file's ``r`` copies (module docstring for the rule and the policies).
 
     ``copies``: ``(num_files, r, d)`` (or ``(r, d)`` for one file), copies in ``workers_of`` order;
-    ``present``: bool ``(num_files, r)`` mask of copies that arrived (default all). Cost: one
-    bitwise comparison pass plus one row sum for the exact path; files that fail it pay ``r`` norms
-    and ``r (r - 1) / 2`` difference norms.
+    ``present``: bool ``(num_files, r)`` mask of copies that arrived (default all).
     """
-    if rtol < 0 or atol < 0:
-        raise VoteError(f"majority_vote: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
-    X, present, single = _check(copies, present, on_no_majority)
+    fn = "majority_vote"
+    if not isinstance(copies, Tensor):
+        raise VoteError(f"{fn}: copies must be a torch.Tensor, got {type(copies).__name__}")
+    single = copies.dim() == 2
+    X = copies.unsqueeze(0) if single else copies
+    if X.dim() != 3:
+        raise VoteError(f"{fn}: copies must be (r, d) or (num_files, r, d), got shape "
+                        f"{tuple(copies.shape)}")
     F, r, d = X.shape
+    _check_params(fn, r, on_no_majority, rtol, atol)
+    if present is None:
+        present = torch.ones((F, r), dtype=torch.bool, device=X.device)
+    else:
+        present = torch.as_tensor(present, device=X.device)
+        if single and present.dim() == 1:
+            present = present.unsqueeze(0)
+        if present.shape != (F, r) or present.dtype != torch.bool:
+            raise VoteError(f"{fn}: present must be a bool mask of shape "
+                            f"{(F, r) if not single else (r,)}, got {present.dtype} "
+                            f"{tuple(present.shape)}")
+    if X.stride(2) == 1 and X.stride(0) == r * X.stride(1) and X.stride(1) == d:
+        flat = X.reshape(F * r, d)  # a view: no copy
+    elif X.stride(1) == 0 and X.stride(2) == 1:  # replicas expanded from one (F, d) stack
+        flat = X[:, 0]
+        idx = torch.arange(F, device=X.device)[:, None].expand(F, r)
+        res = _vote(fn, flat, idx, present, rtol, atol, on_no_majority)
+        return _squeeze(res) if single else res
+    else:
+        flat = X.reshape(F * r, d)
+    idx = torch.arange(F * r, device=X.device).reshape(F, r)
+    res = _vote(fn, flat, idx, present, rtol, atol, on_no_majority)
+    return _squeeze(res) if single else res
+
+
+def vote_messages(
+    messages: Tensor,
+    slots: Any,
+    received: Tensor | None = None,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    on_no_majority: NoMajorityPolicy = "drop",
+) -> VoteResult:
+    """:func:`majority_vote` straight from the workers' messages, without materialising the
+    ``(num_files, r, d)`` copies (arguments as in :func:`gather_copies`). The usual server call:
+    ``vote_messages(stack_of_K_messages, assignment, received_mask)``."""
+    flat, idx, present = _layout("vote_messages", messages, slots, received)
+    if not flat.is_floating_point():
+        raise VoteError(f"vote_messages: messages must be floating point, got {flat.dtype}")
+    _check_params("vote_messages", idx.shape[1], on_no_majority, rtol, atol)
+    return _vote("vote_messages", flat, idx, present, rtol, atol, on_no_majority)
+
+
+def _squeeze(res: VoteResult) -> VoteResult:
+    return VoteResult(res.values[0], res.ok[0], res.agree[0], res.winner[0], res.exact[0])
+
+
+_CHUNK = 131072  # elements per block of the CPU exact pass (fits in L2 with the other copies)
+
+
+def _threads() -> int:
+    return max(1, min(8, torch.get_num_threads(), os.cpu_count() or 1))
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_threads())
+
+
+def _exact_pass_cpu(flat: Tensor, idx_l: list, pres_l: list, ref_l: list
+                    ) -> tuple[Tensor, list[bool], list[bool]]:
+    """Fused exact pass over CPU rows, block by block so each block of the reference copy is read
+    from memory once: copy it to the output, compare every other present copy with it bitwise
+    (skipping copies that are the very same row, as when a simulator points replicas at one
+    honest gradient), and sum it to certify finiteness. Returns ``(values (F, d), same,
+    finite)``; files with no present copy get ``same = False``."""
+    fl = flat.detach().numpy()
+    bits = fl.view(np.dtype(f"i{fl.itemsize}"))
+    F, d = len(idx_l), fl.shape[1]
+    out = np.empty((F, d), dtype=fl.dtype)
+    outb = out.view(bits.dtype)
+    same, finite = [False] * F, [False] * F
+
+    def work(files: range) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i in files:
+                ref = ref_l[i]
+                rrow = idx_l[i][ref]
+                if not pres_l[i][ref]:
+                    outb[i] = bits[rrow]
+                    continue
+                others = [row for c, row in enumerate(idx_l[i]) if pres_l[i][c] and row != rrow]
+                ok, total = True, 0.0
+                for lo in range(0, d, _CHUNK):
+                    rb = bits[rrow, lo: lo + _CHUNK]
+                    outb[i, lo: lo + _CHUNK] = rb
+                    if ok:
+                        for row in others:
+                            if not np.array_equal(bits[row, lo: lo + _CHUNK], rb):
+                                ok = False
+                                break
+                    total += float(out[i, lo: lo + _CHUNK].sum())
+                same[i], finite[i] = ok, bool(np.isfinite(total))
+
+    nt = min(_threads(), F) if F * d >= (1 << 20) else 1
+    if nt <= 1:
+        work(range(F))
+    else:  # numpy releases the GIL inside the block operations: split the files over threads
+        edges = np.linspace(0, F, nt + 1).astype(int)
+        list(_pool().map(work, [range(a, b) for a, b in zip(edges[:-1], edges[1:])]))
+    return torch.from_numpy(out), same, finite
+
+
+def _rows(flat: Tensor, rows: Tensor) -> Tensor:
+    """``flat[rows]`` as a new tensor (numpy's ``take`` on CPU: faster than ``index_select``)."""
+    if flat.device.type == "cpu" and flat.dtype != torch.bfloat16:
+        return torch.from_numpy(np.take(flat.detach().numpy(), rows.numpy(), axis=0))
+    return flat.index_select(0, rows)
+
+
+def _norms(Y: Tensor) -> Tensor:
+    """Euclidean norms over the last axis as float64: computed in the input precision and
+    recomputed in float64 only where that overflowed (or the row is not finite)."""
+    n = torch.linalg.vector_norm(Y, dim=-1).double()
+    bad = ~torch.isfinite(n)
+    if bool(bad.any()):
+        n[bad] = torch.linalg.vector_norm(Y[bad].double(), dim=-1)
+    return n
+
+
+def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol: float,
+          policy: str) -> VoteResult:
+    """Vote over copies ``flat[idx[i, c]]`` of file ``i`` (``flat``: ``(N, d)``)."""
+    if not flat.is_floating_point():
+        raise VoteError(f"{fn}: copies must be floating point, got {flat.dtype}")
+    F, r = idx.shape
     rp = (r + 1) // 2
-    dev = X.device
+    dev = flat.device
     n_present = present.sum(dim=1)
-    ar = torch.arange(F, device=dev)
-
-    # ---- exact fast path: every present copy bitwise equal to the first present one ----------
     ref_idx = torch.argmax(present.to(torch.int8), dim=1)  # first present copy (0 if none)
-    all_present = bool(present.all())
-    ref = X[:, 0] if all_present else X[ar, ref_idx]
-    iv = _INT_VIEW[X.element_size()]
-    Xi, refi = X.view(iv), ref.view(iv)
-    same = torch.ones((F,), dtype=torch.bool, device=dev)
-    for a in range(r):
-        if all_present and a == 0:
-            continue
-        eq = (Xi[:, a] == refi).all(dim=1)
-        same &= eq | ~present[:, a]
-    # a finite row sum certifies that every entry is finite (NaN/Inf propagate; overflow of
-    # finite huge values is conservatively treated as "not certified" and goes the slow way)
-    finite_ref = torch.isfinite(ref.sum(dim=1, dtype=torch.float64))
-    exact = same & finite_ref & (n_present > 0)
 
+    # ---- exact fast path: every present copy bitwise equal to the first present one --------
+    idx_l, pres_l, ref_l = idx.tolist(), present.tolist(), ref_idx.tolist()
+    if dev.type == "cpu" and flat.stride(1) == 1:
+        values, same, finite = _exact_pass_cpu(flat, idx_l, pres_l, ref_l)
+    else:  # other devices: early-exiting torch.equal on views of the message rows
+        bits = flat.view(_INT_VIEW[flat.element_size()])
+        same = [
+            pres_l[i][ref_l[i]] and all(
+                not pres_l[i][c] or idx_l[i][c] == idx_l[i][ref_l[i]]
+                or torch.equal(bits[idx_l[i][c]], bits[idx_l[i][ref_l[i]]])
+                for c in range(r))
+            for i in range(F)
+        ]
+        values = flat.index_select(0, idx[torch.arange(F, device=dev), ref_idx])
+        # a finite row sum certifies that every entry is finite (NaN/Inf propagate); a float32
+        # overflow of huge finite values only sends the file to the tolerance path
+        finite = torch.isfinite(values.sum(dim=1)).tolist()
+    exact = torch.tensor([a and b for a, b in zip(same, finite)], dtype=torch.bool, device=dev)
     winner = torch.where(exact, ref_idx, torch.full_like(ref_idx, -1))
     agree = torch.where(exact, n_present, torch.zeros_like(n_present))
 
-    # ---- tolerance path for the rest -----------------------------------------------------------
+    # ---- tolerance path for the rest -----------------------------------------------------
     slow = torch.nonzero(~exact & (n_present > 0)).flatten()
     if slow.numel():
-        Y = X.index_select(0, slow)  # (S, r, d)
+        sidx = idx.index_select(0, slow)
+        Y = _rows(flat, sidx.reshape(-1)).reshape(len(slow), r, -1)  # (S, r, d)
         P = present.index_select(0, slow)
-        norms = torch.linalg.vector_norm(Y, dim=2, dtype=torch.float64)  # (S, r)
+        norms = _norms(Y)  # (S, r) float64
         valid = P & torch.isfinite(norms)
-        A = torch.diag_embed(valid)  # (S, r, r) bool, a copy agrees with itself iff valid
+        A = torch.diag_embed(valid)  # (S, r, r): a copy agrees with itself iff valid
         for a in range(r):
             for b in range(a + 1, r):
-                dist = torch.linalg.vector_norm(Y[:, a] - Y[:, b], dim=1, dtype=torch.float64)
+                # in the input precision (an overflow to Inf only means "far apart")
+                dist = torch.linalg.vector_norm(Y[:, a] - Y[:, b], dim=1).double()
                 tol = rtol * torch.maximum(norms[:, a], norms[:, b]) + atol
                 ok_ab = valid[:, a] & valid[:, b] & (dist <= tol)
                 A[:, a, b] = ok_ab
                 A[:, b, a] = ok_ab
         support = A.sum(dim=2)  # (S, r)
         best = torch.argmax(support, dim=1)  # first maximum: lowest copy index on ties
-        best_support = support.gather(1, best.unsqueeze(1)).squeeze(1)
         winner[slow] = best
-        agree[slow] = best_support
+        agree[slow] = support.gather(1, best.unsqueeze(1)).squeeze(1)
+        values[slow] = Y[torch.arange(len(slow), device=dev), best]
 
     ok = agree >= rp
     winner = torch.where(ok, winner, torch.full_like(winner, -1))
-    values = X[ar, winner.clamp(min=0)]  # advanced indexing copies
     if not bool(ok.all()):
         bad = torch.nonzero(~ok).flatten()
-        if on_no_majority == "raise":
+        if policy == "raise":
             raise NoMajorityError(
-                f"majority_vote: no value reached {rp} of {r} agreeing copies for files "
+                f"{fn}: no value reached {rp} of {r} agreeing copies for files "
                 f"{bad.tolist()[:20]}{'...' if bad.numel() > 20 else ''}"
             )
-        if on_no_majority == "drop":
+        if policy == "drop":
             values[bad] = float("nan")
         else:  # median of the present finite copies
-            Z = X.index_select(0, bad)  # a copy
-            norms = torch.linalg.vector_norm(Z, dim=2, dtype=torch.float64)
+            bidx = idx.index_select(0, bad)
+            Z = _rows(flat, bidx.reshape(-1)).reshape(len(bad), r, -1)
+            norms = _norms(Z)
             usable = present.index_select(0, bad) & torch.isfinite(norms)
             Z[~usable] = float("nan")
             values[bad] = torch.nanmedian(Z, dim=1).values
-    res = VoteResult(values, ok, agree, winner, exact & ok)
-    if single:
-        res = VoteResult(values[0], ok[0], agree[0], winner[0], (exact & ok)[0])
-    return res
+    return VoteResult(values, ok, agree, winner, exact & ok)

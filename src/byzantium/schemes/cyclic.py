@@ -97,3 +97,95 @@ class CyclicScheme:
             extra={"decode_residual": res.residual},
         )
         return grad, info
+
+    # ------------------------------------------------------------------ real messages
+    # Used by the distributed runtime (byzantium.runtime.distributed); see VoteScheme.
+    message_dtype = torch.complex128
+
+    def message_shape(self, d: int) -> tuple[int, ...]:
+        """One complex128 vector ``y_j`` of length ``d`` per worker."""
+        return (int(d),)
+
+    def worker_message(self, worker: int, file_grads: Tensor) -> Tensor:
+        """``y_j = sum_t W[j, files_of[j][t]] g_t`` (:meth:`CyclicCode.encode_worker`) from the
+        worker's ``(r, d)`` part-gradients in ``files_of[j]`` order; complex128 ``(d,)``."""
+        return self.code.encode_worker(worker, file_grads.to(torch.float64))
+
+    def byzantine_messages(self, view: StepView) -> dict[int, Tensor]:
+        """What each Byzantine worker of ``view`` sends (complex128 ``(d,)``): the rows
+        :meth:`simulate` writes into ``R`` (same attack call, same context), or the honest
+        encoding for a Byzantine worker that is not received in ``view``."""
+        G = view.honest
+        Y = self.code.encode(G.to(torch.float64))
+        byz = view.byzantine & view.received
+        out = {j: Y[j].clone() for j in torch.nonzero(view.byzantine).flatten().tolist()}
+        if not (byz.any() and view.attack is not None):
+            return out
+        byz_ids = torch.nonzero(byz).flatten()
+        if view.data_level:
+            parts = torch.tensor([self.assignment.files_of[j] for j in byz_ids.tolist()])
+            flipped = view.attack(None, parts.flatten()).to(torch.float64)
+            flipped = flipped.view(len(byz_ids), self.code.r, -1)
+            for t, j in enumerate(byz_ids.tolist()):
+                out[j] = self.code.encode_worker(j, flipped[t])
+            return out
+        honest = ~view.byzantine & view.received
+        ctx = AttackContext(
+            honest=_real_view(Y[honest]),
+            own=_real_view(Y[byz_ids]),
+            n=self.num_workers,
+            num_byzantine=int(byz.sum()),
+            rule=None,
+            generator=view.generator,
+        )
+        rows = _complex_view(view.attack(ctx, byz_ids))
+        for t, j in enumerate(byz_ids.tolist()):
+            out[j] = rows[t]
+        return out
+
+    def server_aggregate(
+        self,
+        messages: Tensor,
+        received: Tensor,
+        *,
+        step: int,
+        generator: torch.Generator,
+        byzantine: Tensor | None = None,
+        **_: Any,
+    ) -> tuple[Tensor, StepInfo]:
+        """Decode the received messages (``(K, d)`` complex128; missing rows are erasures, set to
+        0 as in :meth:`simulate`) and return the mean part-gradient as float32. ``generator``
+        draws the decoder's secret projection. ``byzantine`` (instrumentation only) counts the
+        Byzantine workers the locator did not flag."""
+        K = self.num_workers
+        if messages.dim() != 2 or messages.shape[0] != K or not messages.is_complex():
+            raise ValueError(
+                f"{self.name}.server_aggregate: messages must be a complex ({K}, d) tensor, got "
+                f"{messages.dtype} {tuple(messages.shape)}"
+            )
+        received = received.to(torch.bool)
+        R = messages.to(torch.complex128).clone()
+        R[~received] = 0
+        res = self.code.decode(R, generator)
+        grad = res.mean().to(torch.float32)
+        flagged = set(res.flagged)
+        byz_ids = [] if byzantine is None else torch.nonzero(byzantine).flatten().tolist()
+        missed = [j for j in byz_ids if j not in flagged]
+        info = StepInfo(
+            distorted_files=0 if res.residual < 1e-6 else len(missed),
+            dropped_files=int((~received).sum()),
+            received=int(received.sum()),
+            byzantine_accepted=len(missed),
+            extra={"decode_residual": res.residual},
+        )
+        return grad, info
+
+    def check_live(self, alive: Tensor) -> str | None:
+        """The code corrects ``s`` errors in all: dead workers (erasures decoded as errors) plus
+        the ``q`` Byzantine ones must not exceed ``s``."""
+        q = self.q
+        dead = int((~alive.to(torch.bool)).sum())
+        if dead + q > self.s:
+            return (f"{self.name}: {dead} dead worker(s) + q={q} Byzantine exceed the s={self.s} "
+                    "errors the cyclic code corrects")
+        return None

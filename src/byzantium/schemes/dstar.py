@@ -74,3 +74,84 @@ class DStarScheme:
             byzantine_accepted=accepted_byz,
         )
         return res.gradient.to(G.dtype), info
+
+    # ------------------------------------------------------------------ real messages
+    # Used by the distributed runtime (byzantium.runtime.distributed); see VoteScheme.
+    message_dtype = torch.float32
+
+    def message_shape(self, d: int) -> tuple[int, ...]:
+        """One gradient ``(d,)`` per worker."""
+        return (int(d),)
+
+    def worker_message(self, worker: int, file_grads: Tensor) -> Tensor:
+        """The gradient of the worker's one file (``file_grads`` is ``(1, d)``)."""
+        if file_grads.dim() != 2 or file_grads.shape[0] != 1:
+            raise ValueError(
+                f"{self.name}.worker_message: expected the (1, d) gradient of file {worker}, got "
+                f"shape {tuple(file_grads.shape)}"
+            )
+        return file_grads[0].to(torch.float32)
+
+    def byzantine_messages(self, view: StepView) -> dict[int, Tensor]:
+        """What each Byzantine worker of ``view`` sends: the rows :meth:`simulate` writes for the
+        Byzantine arrivals among the first ``k`` (same attack call), else the honest gradient."""
+        G = view.honest
+        out = {w: G[w].to(torch.float32).clone()
+               for w in torch.nonzero(view.byzantine).flatten().tolist()}
+        order = view.arrival_order
+        is_byz = view.byzantine[order]
+        if not (is_byz.any() and view.attack is not None):
+            return out
+        X = G[order].clone()
+        g_v = view.validation() if view.validation is not None else None
+        files = order[is_byz]
+        ctx = AttackContext(
+            honest=X[~is_byz],
+            own=G[files],
+            n=int(order.numel()),
+            num_byzantine=int(is_byz.sum()),
+            rule=lambda stack: self._filter(stack, g_v).gradient,
+            generator=view.generator,
+        )
+        rows = view.attack(ctx, files).to(torch.float32)
+        for t, w in enumerate(files.tolist()):
+            out[w] = rows[t]
+        return out
+
+    def server_aggregate(
+        self,
+        messages: Tensor,
+        received: Tensor,
+        *,
+        step: int,
+        validation: Any = None,
+        order: Tensor | None = None,
+        byzantine: Tensor | None = None,
+        **_: Any,
+    ) -> tuple[Tensor, StepInfo]:
+        """The dSTAR-I filter over the accepted messages, in ``order`` (default: received worker
+        ids ascending; variants A-D do not depend on the order), with the server's validation
+        gradient ``validation()``."""
+        ids = torch.nonzero(received.to(torch.bool)).flatten() if order is None else order
+        if ids.numel() == 0:
+            raise RuntimeError(f"{self.name}: step {step}: no message to aggregate")
+        X = messages[ids]
+        g_v = validation() if callable(validation) else validation
+        res = self._filter(X, g_v)
+        is_byz = (byzantine.to(torch.bool)[ids] if byzantine is not None
+                  else torch.zeros(ids.numel(), dtype=torch.bool))
+        accepted_byz = int((res.accepted & is_byz).sum())
+        info = StepInfo(
+            distorted_files=accepted_byz,
+            dropped_files=int((~res.accepted).sum()),
+            received=int(ids.numel()),
+            byzantine_accepted=accepted_byz,
+        )
+        return res.gradient.to(torch.float32), info
+
+    def check_live(self, alive: Tensor) -> str | None:
+        """First-``k`` needs ``k`` live workers."""
+        n = int(alive.to(torch.bool).sum())
+        if n < self.k:
+            return f"{self.name}: {n} live worker(s) left, fewer than k={self.k} (first-k arrivals)"
+        return None

@@ -199,3 +199,154 @@ class VoteScheme:
             received=int(view.received.sum()),
         )
         return grad, info
+
+    # ------------------------------------------------------------------ real messages
+    # The distributed runtime (byzantium.runtime.distributed) runs the same object: each worker
+    # sends `worker_message`, Byzantine workers send `byzantine_messages`, and the server calls
+    # `server_aggregate` on what arrived (validated frames only).
+    message_dtype = torch.float32
+
+    def message_shape(self, d: int) -> tuple[int, ...]:
+        """Shape of one worker's message: its ``l`` file gradients, ``(l, d)``."""
+        return (self.assignment.l, int(d))
+
+    def worker_message(self, worker: int, file_grads: Tensor) -> Tensor:
+        """What honest worker ``worker`` sends: the gradients of its files ``files_of[worker]``
+        (an ``(l, d)`` stack in that order) as float32, unchanged (the vote needs every copy)."""
+        l = self.assignment.l
+        if not 0 <= worker < self.num_workers:
+            raise ValueError(
+                f"{self.name}.worker_message: worker must lie in [0, {self.num_workers}), got {worker}"
+            )
+        if file_grads.dim() != 2 or file_grads.shape[0] != l:
+            raise ValueError(
+                f"{self.name}.worker_message: expected the ({l}, d) gradients of files "
+                f"{self.assignment.files_of[worker]}, got shape {tuple(file_grads.shape)}"
+            )
+        return file_grads.to(torch.float32)
+
+    def _attack_values(self, view: StepView) -> tuple[Tensor, Tensor | None]:
+        """The simulator's attack call, as in :meth:`simulate`: ``(slots, values)`` with
+        ``values[t]`` what every received Byzantine copy of file ``slots[t]`` sends (None: no
+        attack this step)."""
+        G = view.honest
+        wo = self.workers_of
+        is_byz = view.byzantine[wo]
+        present = view.received[wo]
+        byz_in = is_byz & present
+        will_lose = byz_in.sum(1) >= self.majority
+        no_majority = (~will_lose) & ((~is_byz & present).sum(1) < self.majority)
+        honest_wins = ~will_lose & ~no_majority
+        slots = torch.nonzero(byz_in.any(1)).flatten()
+        if not slots.numel() or view.attack is None:
+            return slots, None
+        ctx = AttackContext(
+            honest=G[honest_wins],
+            own=G[slots],
+            n=int(honest_wins.sum() + will_lose.sum()),
+            num_byzantine=int(will_lose.sum()),
+            rule=self.aggregator,
+            generator=view.generator,
+        )
+        return slots, view.attack(ctx, slots)
+
+    def byzantine_messages(self, view: StepView) -> dict[int, Tensor]:
+        """What each Byzantine worker of ``view`` sends: ``{worker: (l, d)}``.
+
+        The same vectors :meth:`simulate` places in the copy stacks (one attack call over the
+        Byzantine slots; every Byzantine copy of a slot file sends that file's row, so colluders
+        agree), so a Byzantine process that rebuilds the simulator's view of a step sends exactly
+        what the simulated adversary would. Files of a Byzantine worker that are not slots (its
+        copy is not received in ``view``) carry their honest gradient.
+        """
+        G = view.honest
+        slots, values = self._attack_values(view)
+        slot_of = torch.full((self.num_files,), -1, dtype=torch.long)
+        slot_of[slots] = torch.arange(slots.numel())
+        out: dict[int, Tensor] = {}
+        for w in torch.nonzero(view.byzantine).flatten().tolist():
+            files = torch.tensor(self.assignment.files_of[w], dtype=torch.long)
+            rows = G[files].to(torch.float32).clone()
+            if values is not None:
+                s = slot_of[files]
+                m = s >= 0
+                rows[m] = values[s[m]].to(rows.dtype)
+            out[w] = rows
+        return out
+
+    def server_aggregate(
+        self,
+        messages: Tensor,
+        received: Tensor,
+        *,
+        step: int,
+        byzantine: Tensor | None = None,
+        **_: Any,
+    ) -> tuple[Tensor, StepInfo]:
+        """The server's step on real messages: vote every file over its received copies
+        (:func:`~byzantium.decoding.vote.vote_messages` with ``vote_rtol``: honest replicas
+        computed in different processes need not be bit-identical), then the aggregator over the
+        files that reached a majority (or their copy median).
+
+        ``messages``: ``(K, l, d)``, row ``w`` worker ``w``'s message (anything where
+        ``received[w]`` is False); ``received``: ``(K,)`` bool. ``byzantine`` (instrumentation
+        only, from the run's configuration) lets ``distorted_files`` count files whose winning
+        copy is Byzantine and differs from the first received honest copy.
+        """
+        from ..decoding.vote import vote_messages
+
+        K, l = self.num_workers, self.assignment.l
+        if messages.dim() != 3 or messages.shape[:2] != (K, l):
+            raise ValueError(
+                f"{self.name}.server_aggregate: messages must be ({K}, {l}, d), got "
+                f"{tuple(messages.shape)}"
+            )
+        received = received.to(torch.bool)
+        res = vote_messages(messages, self.assignment, received, rtol=self.vote_rtol,
+                            on_no_majority=self.on_no_majority)
+        usable = res.ok if self.on_no_majority == "drop" else torch.ones_like(res.ok)
+        if not bool(usable.any()):
+            raise RuntimeError(
+                f"{self.name}: step {step}: every file was dropped (no majority, or no copy "
+                "arrived); nothing to aggregate"
+            )
+        grad = self.aggregator(res.values[usable])
+        distorted = 0
+        if byzantine is not None and bool(byzantine.any()):
+            if getattr(self, "_slots", None) is None:
+                self._slots = torch.as_tensor(self.assignment.copy_slots(), dtype=torch.long)
+            slots = self._slots  # (files, r) rows of the flat (K*l, d) message stack
+            is_byz = byzantine.to(torch.bool)[self.workers_of]
+            honest = received[slots // l] & ~is_byz
+            win_byz = is_byz.gather(1, res.winner.clamp(min=0).unsqueeze(1)).squeeze(1) & res.ok
+            first_h = torch.argmax(honest.to(torch.int8), dim=1)
+            ref = messages.reshape(K * l, -1)[slots[torch.arange(self.num_files), first_h]]
+            differs = ~honest.any(1) | (res.values != ref).any(1)
+            distorted = int((usable & win_byz & differs).sum())
+        info = StepInfo(
+            distorted_files=distorted,
+            dropped_files=int((~res.ok).sum()),
+            received=int(received.sum()),
+        )
+        return grad, info
+
+    def check_live(self, alive: Tensor) -> str | None:
+        """Why the scheme's guarantee is lost with only the workers in ``alive`` (``(K,)`` bool)
+        left, or None. With ``r > 1`` every file must keep ``r' = (r+1)//2`` live copies (else it
+        can never be decided); the aggregator must accept the number of decodable files."""
+        live = alive.to(torch.bool)[self.workers_of].sum(1)  # live copies per file
+        if self.r > 1:
+            bad = torch.nonzero(live < self.majority).flatten().tolist()
+            if bad:
+                return (f"{self.name}: files {bad[:10]} keep fewer than r'={self.majority} of "
+                        f"r={self.r} live copies, so no vote can decide them")
+            n = self.num_files
+        else:
+            n = int((live > 0).sum())
+        if n == 0:
+            return f"{self.name}: no live worker left"
+        try:
+            self.aggregator.check(n)
+        except ValueError as e:
+            return f"{self.name}: {n} decodable files left: {e}"
+        return None

@@ -1,0 +1,233 @@
+"""``byzantium launch | serve | work``: the distributed runtime's commands.
+
+    byzantium launch CONFIG --workers K [--set k=v ...] [--out DIR] [--resume] [runtime flags]
+        server + K workers on this machine (one subprocess per rank, loopback rendezvous)
+    byzantium serve CONFIG [--set ...] [--out DIR] [--resume] [runtime flags]
+        rank 0 of a job started by hand (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the env)
+    byzantium work CONFIG [--set ...] [runtime flags]
+        one worker rank of such a job
+
+Every rank of a job must get the same CONFIG and ``--set`` overrides (they define the data, the
+model, the scheme and the seed) and the same ``--session`` number (default: derived from the
+config and MASTER_PORT, so identical commands agree). :func:`add_launch_parsers` adds the three
+subcommands to the ``byzantium`` parser; ``python -m byzantium.runtime.distributed`` runs them
+directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["add_launch_parsers", "main", "EXIT_INSUFFICIENT"]
+
+EXIT_INSUFFICIENT = 3
+
+
+def _runtime_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--evict-timeout", type=float, default=30.0, metavar="S",
+                   help="evict a worker that leaves a request unanswered this long (default 30)")
+    g.add_argument("--deadline", type=float, default=None, metavar="S",
+                   help="wait_all: go on without the missing messages after S seconds")
+    g.add_argument("--time-scale", type=float, default=0.01, metavar="X",
+                   help="real seconds slept per simulated second of straggler delay (default 0.01)")
+    g.add_argument("--connect-timeout", type=float, default=120.0, metavar="S",
+                   help="rendezvous timeout (default 120)")
+    g.add_argument("--gloo-timeout", type=float, default=1800.0, metavar="S",
+                   help="gloo's timeout on every pair group, a backstop (default 1800)")
+    g.add_argument("--device", default="auto", help="worker compute device: auto, cpu, cuda[:i]")
+    g.add_argument("--progress-every", type=int, default=10, metavar="N",
+                   help="server progress line every N steps (default 10)")
+    g.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads per rank (0: torch's default; default 1)")
+    g.add_argument("--fault", action="append", default=[], metavar="W:KIND@STEPS",
+                   help="fault injection, e.g. 2:nan@1,3 or 4:kill@5 (repeatable)")
+    g.add_argument("--session", type=int, default=None,
+                   help="session number stamped into every frame (same on every rank)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML configuration file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set attack.q=3 (repeatable)")
+
+
+def _options(args: argparse.Namespace, *, progress: bool = True):
+    from .options import RuntimeOptions, parse_fault
+
+    return RuntimeOptions(
+        evict_timeout=args.evict_timeout, deadline=args.deadline, time_scale=args.time_scale,
+        connect_timeout=args.connect_timeout, gloo_timeout=args.gloo_timeout, device=args.device,
+        progress_every=args.progress_every if progress else 0, threads=args.threads,
+        faults=tuple(parse_fault(f) for f in args.fault),
+    )
+
+
+def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``launch``, ``serve`` and ``work`` to a ``byzantium`` subparsers object."""
+    pl = subparsers.add_parser("launch", help="server + K worker processes on this machine")
+    _common(pl)
+    pl.add_argument("--workers", type=int, default=None, metavar="K",
+                    help="number of worker processes (sets workers=K)")
+    pl.add_argument("--out", help="run directory (default: <out_dir>/<name>/<scheme>)")
+    pl.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    pl.add_argument("--no-progress", action="store_true", help="no progress lines")
+    pl.add_argument("--timeout", type=float, default=None, metavar="S",
+                    help="kill the whole job after S seconds")
+    pl.add_argument("--start", choices=["zygote", "exec"], default="zygote",
+                    help="fork the ranks from one pre-imported process (zygote, default) or "
+                         "start each as a fresh interpreter (exec)")
+    _runtime_flags(pl)
+    pl.set_defaults(func=_cmd_launch)
+
+    ps = subparsers.add_parser("serve", help="run rank 0 (the parameter server) of a job")
+    _common(ps)
+    ps.add_argument("--out", help="run directory (default: <out_dir>/<name>/<scheme>)")
+    ps.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _runtime_flags(ps)
+    ps.set_defaults(func=_cmd_serve)
+
+    pw = subparsers.add_parser("work", help="run one worker rank of a job")
+    _common(pw)
+    _runtime_flags(pw)
+    pw.set_defaults(func=_cmd_work)
+
+
+def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
+    from ...config import load_config
+
+    return load_config(args.config, [*args.set, *extra])
+
+
+def _out(args: argparse.Namespace, cfg) -> Path:
+    return Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / cfg.scheme.display
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from .launcher import LaunchError, launch
+
+    extra = [f"workers={args.workers}"] if args.workers is not None else []
+    cfg = _load(args, extra)
+    out = _out(args, cfg)
+    opts = _options(args, progress=not args.no_progress)
+    print(f"launching {cfg.scheme.display}: server + {cfg.workers} workers on 127.0.0.1 -> {out}",
+          flush=True)
+    try:
+        summary = launch(cfg, out, opts=opts, resume=args.resume, stream=sys.stdout,
+                         timeout=args.timeout, start=args.start)
+    except LaunchError as e:
+        print(f"byzantium: error: {e}", file=sys.stderr)
+        return e.returncode if e.returncode > 0 else 1
+    acc = summary.get("final_test_accuracy")
+    print(f"done: final test accuracy {acc if acc is None else round(acc, 4)}, "
+          f"{summary['steps_completed']} steps, rejections {summary.get('rejections')}; "
+          f"results in {out}")
+    return 0
+
+
+def _env_int(name: str) -> int:
+    if name not in os.environ:
+        raise ValueError(f"environment variable {name} is not set (env:// rendezvous needs RANK, "
+                         "WORLD_SIZE, MASTER_ADDR, MASTER_PORT)")
+    return int(os.environ[name])
+
+
+def _session(args: argparse.Namespace, cfg) -> int:
+    from .common import default_session
+
+    if args.session is not None:
+        return args.session
+    return default_session(cfg, os.environ.get("MASTER_PORT", ""))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return _rank_process(args, _serve)
+
+
+def _cmd_work(args: argparse.Namespace) -> int:
+    return _rank_process(args, _work)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import InsufficientWorkersError, run_server
+
+    cfg = _load(args)
+    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if rank != 0:
+        raise ValueError(f"serve: the server is rank 0, got RANK={rank}")
+    if cfg.workers != world - 1:
+        raise ValueError(f"serve: the config has workers={cfg.workers} but WORLD_SIZE={world} "
+                         f"gives {world - 1} worker ranks")
+    try:
+        run_server(cfg, _out(args, cfg), world_size=world, session=_session(args, cfg),
+                   opts=_options(args), resume=args.resume,
+                   say=lambda m: print(m, flush=True))
+    except InsufficientWorkersError as e:
+        print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
+        return EXIT_INSUFFICIENT
+    return 0
+
+
+def _work(args: argparse.Namespace) -> int:
+    from .worker import run_worker
+
+    cfg = _load(args)
+    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    return run_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
+                      opts=_options(args))
+
+
+def _rank_process(args: argparse.Namespace, fn) -> int:
+    """Run one rank and end the process with ``os._exit``: gloo threads may still be blocked on a
+    peer that is gone, and interpreter shutdown must not wait for (or crash on) them."""
+    _die_with_parent()
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        rc = int(fn(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
+        rc = 2 if isinstance(e, ValueError) else 1
+    except BaseException:  # noqa: BLE001 - report, then still exit hard
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def _die_with_parent() -> None:
+    """Under the launcher: ask Linux to SIGKILL this rank when the launcher dies."""
+    parent = os.environ.get("BYZ_DIE_WITH_PARENT")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort; the launcher still kills by PID
+        return
+    if os.getppid() != int(parent):  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m byzantium.runtime.distributed launch|serve|work ...`` (``serve`` and ``work``
+    never return: they end the process, see :func:`_rank_process`)."""
+    p = argparse.ArgumentParser(prog="python -m byzantium.runtime.distributed")
+    add_launch_parsers(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
+        return 2

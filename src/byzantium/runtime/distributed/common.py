@@ -1,0 +1,122 @@
+"""What the server and every worker build identically from the run configuration.
+
+Each rank loads the data set (deterministic from the config: nothing is sent over the wire but
+parameters and messages), builds the model and a :class:`~byzantium.runtime.simulator.
+SimulatedCluster`, which holds the scheme object, the file sampler, the straggler model, the
+attack and the Byzantine placement: the distributed runtime reuses those parts rather than
+re-deriving them, so both runtimes agree on every per-step random draw (generators derived from
+``(seed, stream, step)``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import yaml
+
+from ...config import RunConfig, to_dict
+from ...schemes.base import StepView
+from ...seeding import generator
+from ..simulator import SimulatedCluster
+from ..stragglers import apply_byzantine_timing, arrivals
+from .frames import wire_numel
+
+__all__ = ["Geometry", "build_cluster", "geometry", "simulated_view", "default_session", "step_delays"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes both ends agree on: ``d`` parameters, the scheme's message shape and dtype, and the
+    float32 slots of a parameter frame and of a message frame."""
+
+    d: int
+    message_shape: tuple[int, ...]
+    message_dtype: torch.dtype
+    param_slots: int
+    message_slots: int
+
+
+def build_cluster(cfg: RunConfig, dataset: Any = None) -> tuple[Any, torch.nn.Module, SimulatedCluster]:
+    """``(dataset, model, cluster)`` exactly as :func:`byzantium.training.loop.run_training`
+    builds them (same data, same initial parameters, same scheme and placement)."""
+    from ...training.data import load_dataset
+    from ...training.models import build_model
+
+    if dataset is None:
+        dataset = load_dataset(
+            cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size, seed=cfg.seed,
+            **cfg.data.params,
+        )
+    model = build_model(cfg.model.name, dataset, seed=cfg.seed, **cfg.model.params)
+    cluster = SimulatedCluster(cfg, cfg.scheme, dataset, model)
+    return dataset, model, cluster
+
+
+def geometry(cluster: SimulatedCluster) -> Geometry:
+    d = sum(p.numel() for p in cluster.model.parameters())
+    scheme = cluster.scheme
+    for attr in ("message_shape", "worker_message", "server_aggregate", "byzantine_messages",
+                 "check_live"):
+        if not hasattr(scheme, attr):
+            raise TypeError(
+                f"scheme {scheme.name!r} ({type(scheme).__name__}) has no {attr}(): it cannot run "
+                "in the distributed runtime"
+            )
+    shape = tuple(scheme.message_shape(d))
+    dtype = scheme.message_dtype
+    return Geometry(d, shape, dtype, d, wire_numel(shape, dtype))
+
+
+def simulated_view(cluster: SimulatedCluster, step: int) -> StepView:
+    """The simulator's view of ``step`` (what :meth:`SimulatedCluster.step` hands the scheme):
+    all files' honest gradients, the Byzantine placement, the simulated arrivals, the attack.
+
+    A Byzantine worker process rebuilds it to compute its message: the adversary is omniscient
+    (it knows the data, the parameters and who else is Byzantine), and recomputing the honest
+    gradients of every file itself gives it exactly the knowledge the simulated adversary has,
+    without a side channel that could hang or leak into the honest protocol.
+    """
+    cfg = cluster.cfg
+    ds = cluster.dataset
+    idx = cluster.sampler.sample(step, generator(cfg.seed, "data", step))
+    x, y = ds.x_train[idx], ds.y_train[idx]
+    G, _ = cluster._gradients(x, y)
+    byz = cluster.byzantine_mask(step)
+    times = step_delays(cluster, step)
+    arr = arrivals(times, cluster.policy)
+    attack_fn = None
+    if cluster.attack is not None and byz.any():
+        attack_fn = cluster._attack_fn(x, y)
+    return StepView(
+        step=step,
+        honest=G,
+        byzantine=byz,
+        received=arr.received,
+        arrival_order=arr.accepted,
+        attack=attack_fn,
+        flipped=None,
+        validation=lambda: cluster._validation_gradient(step),
+        generator=generator(cfg.seed, "attack", step),
+        data_level=bool(cluster.attack is not None and cluster.attack.data_level),
+    )
+
+
+def step_delays(cluster: SimulatedCluster, step: int) -> torch.Tensor:
+    """Every worker's simulated latency at ``step`` (the simulator's draw, Byzantine timing
+    applied), in simulated seconds."""
+    cfg = cluster.cfg
+    times = cluster.delay.sample(step, generator(cfg.seed, "delay", step), cfg.workers, cluster.load)
+    byz = cluster.byzantine_mask(step)
+    if byz.any():
+        times = apply_byzantine_timing(times, byz, cfg.attack.timing)
+    return times
+
+
+def default_session(cfg: RunConfig, port: int | str) -> int:
+    """A session number every rank derives alike from the resolved config and the rendezvous port
+    (the launcher passes a random one instead)."""
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=True) + f"|{port}"
+    return zlib.crc32(text.encode()) | 1

@@ -1,0 +1,129 @@
+"""Runtime options of the distributed runtime (not part of the experiment's YAML: they describe how
+a run is executed, not what is trained) and the fault-injection plan used by tests and demos."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["RuntimeOptions", "Fault", "FAULT_KINDS", "parse_fault", "OptionsError"]
+
+FAULT_KINDS = (
+    "short",    # send a frame shorter than the agreed size (payload cut, no trailer)
+    "length",   # declare a payload length that differs from the scheme's message length
+    "stale",    # stamp the frame (validly) with the previous step
+    "stamp",    # a trailer stamp that does not match the header (forged)
+    "sender",   # claim to be another worker in the header (validly stamped)
+    "nan",      # NaN payload
+    "inf",      # +Inf payload
+    "garbage",  # huge finite values (passes validation; the scheme must cope)
+    "kill",     # SIGKILL itself before computing the step
+    "stop",     # SIGSTOP itself before computing the step (hangs until killed)
+)
+
+
+class OptionsError(ValueError):
+    """A runtime option or fault specification is malformed."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Worker ``worker`` misbehaves with ``kind`` at each step in ``steps``."""
+
+    worker: int
+    kind: str
+    steps: tuple[int, ...]
+
+    def spec(self) -> str:
+        return f"{self.worker}:{self.kind}@{','.join(map(str, self.steps))}"
+
+
+def parse_fault(text: str) -> Fault:
+    """``"W:KIND@S1,S2"``, e.g. ``"2:nan@1,3"`` (worker 2 sends NaN at steps 1 and 3)."""
+    try:
+        who, rest = text.split(":", 1)
+        kind, steps = rest.split("@", 1)
+        worker = int(who)
+        step_list = tuple(int(s) for s in steps.split(",") if s.strip())
+    except ValueError:
+        raise OptionsError(
+            f"--fault {text!r}: expected WORKER:KIND@STEP[,STEP...], e.g. 2:nan@1,3"
+        ) from None
+    kind = kind.strip().lower()
+    if kind not in FAULT_KINDS:
+        raise OptionsError(f"--fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
+    if worker < 0 or not step_list or min(step_list) < 0:
+        raise OptionsError(f"--fault {text!r}: worker and steps must be >= 0, with at least one step")
+    return Fault(worker, kind, step_list)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the distributed run executes.
+
+    ``evict_timeout``: seconds a live worker may take to answer a parameter frame before the server
+    evicts it (it must exceed a worker's compute time plus its straggler sleep).
+    ``deadline``: with ``wait_all``, the most seconds the server waits for a step's messages before
+    going on without the missing ones (None: until every live worker answered or was evicted).
+    ``time_scale``: real seconds slept per simulated second of the straggler model (workers sleep
+    ``time_scale * tau_w`` after computing; nothing is slept with ``stragglers.model: none``).
+    ``connect_timeout``: rendezvous timeout; ``gloo_timeout``: gloo's own timeout on every pair
+    group (a backstop only: eviction is decided by the server, see ``transport``).
+    ``device``: worker compute device (``auto``: CUDA if available, else CPU).
+    ``progress_every``: the server prints a progress line every that many steps (0: never).
+    ``threads``: torch intra-op threads per rank (0: torch's default); one thread per rank keeps
+    K + 1 ranks on a few cores from oversubscribing them.
+    ``faults``: the fault-injection plan (each worker applies the entries naming it).
+    """
+
+    evict_timeout: float = 30.0
+    deadline: float | None = None
+    time_scale: float = 0.01
+    connect_timeout: float = 120.0
+    gloo_timeout: float = 1800.0
+    device: str = "auto"
+    progress_every: int = 10
+    threads: int = 1
+    faults: tuple[Fault, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("evict_timeout", "connect_timeout", "gloo_timeout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise OptionsError(f"RuntimeOptions: {name} must be a finite number > 0, got {v!r}")
+        if self.deadline is not None and not (math.isfinite(self.deadline) and self.deadline > 0):
+            raise OptionsError(f"RuntimeOptions: deadline must be > 0 or None, got {self.deadline!r}")
+        if not (math.isfinite(self.time_scale) and self.time_scale >= 0):
+            raise OptionsError(f"RuntimeOptions: time_scale must be >= 0, got {self.time_scale!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise OptionsError(f"RuntimeOptions: device must be auto, cpu or cuda[:i], got {self.device!r}")
+        if self.threads < 0:
+            raise OptionsError(f"RuntimeOptions: threads must be >= 0, got {self.threads}")
+        if self.progress_every < 0:
+            raise OptionsError(f"RuntimeOptions: progress_every must be >= 0, got {self.progress_every}")
+
+    def faults_of(self, worker: int) -> dict[int, str]:
+        """``{step: kind}`` for ``worker`` (the last entry wins on a clash)."""
+        plan: dict[int, str] = {}
+        for f in self.faults:
+            if f.worker == worker:
+                for s in f.steps:
+                    plan[s] = f.kind
+        return plan
+
+    def to_args(self) -> list[str]:
+        """The command-line flags that reproduce these options (for the launcher)."""
+        args = [
+            "--evict-timeout", repr(float(self.evict_timeout)),
+            "--time-scale", repr(float(self.time_scale)),
+            "--connect-timeout", repr(float(self.connect_timeout)),
+            "--gloo-timeout", repr(float(self.gloo_timeout)),
+            "--device", self.device,
+            "--progress-every", str(self.progress_every),
+            "--threads", str(self.threads),
+        ]
+        if self.deadline is not None:
+            args += ["--deadline", repr(float(self.deadline))]
+        for f in self.faults:
+            args += ["--fault", f.spec()]
+        return args

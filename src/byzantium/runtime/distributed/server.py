@@ -1,0 +1,359 @@
+"""The parameter server (rank 0): the training loop of :func:`byzantium.training.loop.run_training`
+with the simulated cluster's step replaced by real messages.
+
+Per step ``t``:
+
+1. publish the parameters of step ``t`` (latest-only mailbox, :mod:`.transport`);
+2. collect replies until the arrival policy is met: ``wait_all`` (every live worker answered,
+   or ``deadline`` seconds passed) or ``first_k`` (``k`` valid messages; dSTAR's own ``k``);
+   every frame is validated (:func:`.frames.validate_frame`: trailer, stamp, sender, step,
+   length, finiteness) before the scheme sees it, and each rejection is counted by reason;
+   replies to a step already closed are discarded as ``late``; a worker whose connection fails
+   is *dead*, one that leaves a request unanswered for ``evict_timeout`` seconds is *evicted*;
+3. ``scheme.server_aggregate`` on the accepted messages (missing ones are stragglers to the
+   scheme), then the optimizer step, metrics, evaluation and checkpoints as in the simulator.
+
+If the live workers can no longer give the scheme's guarantee (``scheme.check_live``; e.g. a file
+left with fewer than ``r'`` live copies, more dead workers than DRACO's ``s`` minus ``q``, fewer
+than dSTAR's ``k``), or a step cannot be aggregated, the server saves a checkpoint of the last
+completed step, writes the summary (``completed: false``, ``error``) and raises
+:class:`InsufficientWorkersError`; it never waits on a worker that cannot answer.
+
+The run directory is the one ``byzantium train`` writes (config.yaml, metrics.csv, summary.json,
+accuracy.png, checkpoints/) plus ``events.jsonl`` (one JSON object per rejection, death,
+eviction or deadline). Metrics columns keep their meaning except ``sim_time``: here the real
+seconds the server waited for messages (the simulator reports simulated seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ...config import RunConfig, to_dict
+from ...seeding import generator
+from ...training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ...training.loop import _assign_flat_grad, _mean, make_optimizer
+from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
+from ..stragglers import FirstK
+from .common import build_cluster, geometry
+from .frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame
+from .options import RuntimeOptions
+from .transport import Lost, Reply, ServerTransport, init_world
+
+__all__ = ["InsufficientWorkersError", "run_server", "Collected"]
+
+
+class InsufficientWorkersError(RuntimeError):
+    """Too few workers remain for the scheme's guarantee (a checkpoint was saved)."""
+
+
+@dataclasses.dataclass
+class Collected:
+    """One step's accepted messages: ``messages`` ``(K, *shape)`` (zeros where not received),
+    ``received`` ``(K,)`` bool, ``order`` accepted worker ids in arrival order, ``losses`` the
+    workers' reported losses, ``wait`` seconds spent collecting."""
+
+    messages: torch.Tensor
+    received: torch.Tensor
+    order: list[int]
+    losses: list[float]
+    wait: float
+
+
+class _Server:
+    def __init__(self, cfg: RunConfig, run_dir: Path, opts: RuntimeOptions, session: int,
+                 transport: ServerTransport, cluster: Any, geo: Any, say: Callable[[str], None]):
+        self.cfg, self.run_dir, self.opts, self.session = cfg, run_dir, opts, session
+        self.transport, self.cluster, self.geo, self.say = transport, cluster, geo, say
+        self.scheme = cluster.scheme
+        self.K = cfg.workers
+        self.rejections: dict[str, int] = {}
+        self.rejections_by_worker: dict[int, dict[str, int]] = {}
+        self.gone: dict[int, str] = {}
+        self.t_start = time.monotonic()
+        self.events_path = run_dir / "events.jsonl"
+        self.policy_k = cluster.policy.k if isinstance(cluster.policy, FirstK) else None
+
+    # ------------------------------------------------------------------ events
+    def event(self, step: int, kind: str, worker: int | None = None, reason: str = "",
+              detail: str = "", echo: bool = True) -> None:
+        rec = {"step": step, "time": round(time.monotonic() - self.t_start, 4), "event": kind,
+               "worker": worker, "reason": reason, "detail": detail}
+        with self.events_path.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if echo:
+            who = f" worker {worker}" if worker is not None else ""
+            self.say(f"event: step {step}:{who} {kind} {reason} {detail}".rstrip())
+
+    def reject(self, step: int, w: int, reason: str, detail: str = "") -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        per = self.rejections_by_worker.setdefault(w, {})
+        per[reason] = per.get(reason, 0) + 1
+        self.event(step, "rejected", w, reason, detail, echo=reason != "late")
+
+    def lose(self, step: int, w: int, kind: str, detail: str) -> None:
+        """Mark ``w`` dead/evicted and stop if the scheme's guarantee is gone."""
+        if w in self.gone:
+            return
+        self.transport.evict(w)
+        self.gone[w] = kind
+        self.event(step, kind, w, detail=detail)
+        self.check_guarantee(step)
+
+    def check_guarantee(self, step: int) -> None:
+        alive = self.transport.alive()
+        for w in torch.nonzero(~alive).flatten().tolist():
+            if w not in self.gone:  # its connection failed; the event is still queued
+                self.gone[w] = "dead"
+                self.event(step, "dead", w, detail="connection lost")
+        why = self.scheme.check_live(alive)
+        if why is not None:
+            raise InsufficientWorkersError(
+                f"step {step}: too few workers left for the scheme's guarantee "
+                f"(dead/evicted: {dict(sorted(self.gone.items()))}): {why}"
+            )
+
+    # ------------------------------------------------------------------ one step's messages
+    def collect(self, step: int, params: torch.Tensor) -> Collected:
+        geo, K = self.geo, self.K
+        frame = encode_frame(PARAMS, step, 0, params, capacity=geo.param_slots, session=self.session)
+        t0 = time.monotonic()
+        self.transport.publish(step, frame)
+        accepted: dict[int, Any] = {}
+        order: list[int] = []
+        answered: set[int] = set()
+        deadline = self.opts.deadline
+        while True:
+            alive = self.transport.alive()
+            pending = [w for w in range(K) if bool(alive[w]) and w not in answered]
+            if self.policy_k is not None:
+                if len(accepted) >= self.policy_k:
+                    break
+                if len(accepted) + len(pending) < self.policy_k:
+                    raise InsufficientWorkersError(
+                        f"step {step}: {len(accepted)} valid message(s) and {len(pending)} live "
+                        f"worker(s) still to answer cannot reach first-k k={self.policy_k}"
+                    )
+            elif not pending:
+                break
+            now = time.monotonic()
+            if deadline is not None and now - t0 >= deadline:
+                self.event(step, "deadline", None, detail=f"{len(pending)} worker(s) missing: {pending}",
+                           echo=False)
+                break
+            for w in self.transport.overdue(now, self.opts.evict_timeout,
+                                            first_timeout=self.opts.connect_timeout):
+                self.lose(step, w, "evicted",
+                          f"no answer to step {self.transport.outstanding(w)} within "
+                          f"{self.opts.evict_timeout:g} s")
+            wait = 0.25 if deadline is None else max(0.0, min(0.25, t0 + deadline - now))
+            ev = self.transport.get(wait)
+            if ev is None:
+                continue
+            if isinstance(ev, Lost):
+                self.lose(step, ev.worker, "dead", f"{ev.where}: {ev.detail}")
+                continue
+            assert isinstance(ev, Reply)
+            w = ev.worker
+            if w in self.gone:
+                continue
+            if ev.asked is None:
+                self.reject(step, w, "unsolicited", "no request outstanding")
+                continue
+            if ev.asked < step:
+                self.reject(step, w, "late", f"reply to step {ev.asked}")
+                continue
+            answered.add(w)
+            try:
+                fr = validate_frame(ev.buf, session=self.session, kinds=(MESSAGE,), sender=w + 1,
+                                    step=step, length=geo.message_slots, dtype=geo.message_dtype)
+            except FrameRejected as e:
+                self.reject(step, w, e.reason, e.detail)
+                continue
+            accepted[w] = fr
+            order.append(w)
+        wait = time.monotonic() - t0
+        if self.policy_k is not None:
+            order = order[: self.policy_k]
+        messages = torch.zeros((K, *geo.message_shape), dtype=geo.message_dtype)
+        received = torch.zeros(K, dtype=torch.bool)
+        losses = []
+        for w in order:
+            fr = accepted[w]
+            messages[w] = from_wire(fr.payload, geo.message_dtype, geo.message_shape)
+            received[w] = True
+            if math.isfinite(fr.aux):
+                losses.append(fr.aux)
+        return Collected(messages, received, order, losses, wait)
+
+
+def run_server(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    world_size: int,
+    session: int,
+    opts: RuntimeOptions,
+    resume: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the parameter server (rank 0) of a ``world_size - 1``-worker job; return the summary.
+
+    Raises :class:`InsufficientWorkersError` (after a checkpoint and the summary are written) when
+    too few workers remain for the scheme's guarantee.
+    """
+    from ...training.models import evaluate
+
+    K = world_size - 1
+    if cfg.workers != K:
+        raise ValueError(f"run_server: the config has workers={cfg.workers} but the job has "
+                         f"{K} worker ranks (world_size={world_size})")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    groups = init_world(0, world_size, connect_timeout=opts.connect_timeout,
+                        gloo_timeout=opts.gloo_timeout)
+    say(f"server: {K} workers joined; scheme {cfg.scheme.display}, run directory {run_dir}")
+    write_config(run_dir, {**to_dict(cfg), "scheme": dataclasses.asdict(cfg.scheme),
+                           "attack_enabled": True})
+    dataset, model, cluster = build_cluster(cfg)
+    geo = geometry(cluster)
+    opt, sched = make_optimizer(model, cfg)
+    transport = ServerTransport(groups, message_slots=geo.message_slots)
+    srv = _Server(cfg, run_dir, opts, session, transport, cluster, geo, say)
+
+    metrics = MetricsWriter(run_dir / "metrics.csv")
+    start = 0
+    sim_time = wall_time = 0.0
+    if resume and (ck := latest_checkpoint(run_dir)) is not None:
+        state = load_checkpoint(ck)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        sim_time, wall_time = float(state["sim_time"]), float(state["wall_time"])
+        metrics.truncate(start - 1)
+        say(f"server: resuming at step {start} from {ck}")
+    else:
+        metrics.reset()
+        if srv.events_path.exists():
+            srv.events_path.unlink()
+
+    def checkpoint(step: int) -> Path:
+        return save_checkpoint(run_dir, step, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "sim_time": sim_time, "wall_time": wall_time,
+        })
+
+    steps = cfg.training.steps
+    params = [p for p in model.parameters() if p.requires_grad]
+    error: str | None = None
+    step = start
+    t_run = time.perf_counter()
+    try:
+        for step in range(start, steps):
+            t0 = time.perf_counter()
+            model.train()
+            flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach().to(torch.float32)
+            col = srv.collect(step, flat)
+            byz = cluster.byzantine_mask(step)
+            try:
+                grad, info = cluster.scheme.server_aggregate(
+                    col.messages, col.received, step=step,
+                    generator=generator(cfg.seed, "attack", step),
+                    validation=lambda: cluster._validation_gradient(step),
+                    order=torch.tensor(sorted(col.order), dtype=torch.long),
+                    byzantine=byz,
+                )
+            except (RuntimeError, ValueError) as e:
+                raise InsufficientWorkersError(
+                    f"step {step}: the scheme cannot aggregate what arrived "
+                    f"({int(col.received.sum())} of {K} messages): {e}"
+                ) from e
+            if not torch.isfinite(grad).all():
+                raise InsufficientWorkersError(
+                    f"step {step}: the aggregated gradient of {cluster.scheme.name} is not finite")
+            _assign_flat_grad(params, grad)
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+            wall_time += time.perf_counter() - t0
+            sim_time += col.wait
+            row: dict[str, Any] = {
+                "step": step, "loss": sum(col.losses) / len(col.losses) if col.losses else None,
+                "lr": lr, "sim_time": sim_time, "wall_time": wall_time,
+                "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
+                "received": info.received, "byzantine_accepted": info.byzantine_accepted,
+            }
+            if (step + 1) % cfg.training.eval_every == 0 or step + 1 == steps:
+                ev = evaluate(model, dataset, batch_size=cfg.training.eval_batch_size)
+                row["test_loss"], row["test_accuracy"] = ev.get("loss"), ev.get("accuracy")
+            metrics.append(row)
+            every = cfg.training.checkpoint_every
+            if every and (step + 1) % every == 0:
+                checkpoint(step + 1)
+            pe = opts.progress_every
+            if pe and ((step + 1) % pe == 0 or step + 1 == steps):
+                rate = (step + 1 - start) / max(1e-9, time.perf_counter() - t_run)
+                acc = row.get("test_accuracy")
+                say(f"step {step + 1}/{steps}  loss {_fmt(row['loss'])}  acc {_fmt(acc)}  "
+                    f"received {info.received}/{K}  {rate:.2f} steps/s")
+            step += 1
+    except InsufficientWorkersError as e:
+        error = str(e)
+        path = checkpoint(step)
+        srv.event(step, "stopped", None, detail=f"{error}; checkpoint {path}")
+    finally:
+        transport.stop(encode_frame(STOP, step, 0, torch.zeros(0), capacity=geo.param_slots,
+                                    session=session), step)
+        transport.wait_stopped(min(5.0, opts.evict_timeout))
+
+    rows = read_metrics(run_dir / "metrics.csv")
+    evals = [r for r in rows if r.get("test_accuracy") is not None]
+    summary = {
+        "label": cfg.scheme.display,
+        "scheme": cfg.scheme.name,
+        "attack": cfg.attack.name,
+        "q": cluster.q,
+        "aggregator": cluster.scheme.aggregator_spec,
+        "aggregator_f": cluster.scheme.aggregator_f,
+        "workers": K,
+        "files": cluster.scheme.num_files,
+        "samples_per_step": cluster.samples_per_step,
+        "steps_completed": len(rows),
+        "completed": len(rows) == steps and error is None,
+        "final_test_accuracy": evals[-1]["test_accuracy"] if evals else None,
+        "best_test_accuracy": max((r["test_accuracy"] for r in evals), default=None),
+        "final_test_loss": evals[-1]["test_loss"] if evals else None,
+        "mean_distorted_files": _mean(r["distorted_files"] for r in rows),
+        "mean_dropped_files": _mean(r["dropped_files"] for r in rows),
+        "sim_time_per_step": sim_time / max(1, len(rows)),
+        "wall_time_per_step": wall_time / max(1, len(rows)),
+        "byzantine_workers": list(cluster.byzantine_workers_initial),
+        "placement": cfg.attack.placement,
+        "diverged": bool(evals) and not math.isfinite(evals[-1]["test_loss"] or 0.0),
+        **cluster.describe(),
+        "runtime": "distributed",
+        "rejections": dict(sorted(srv.rejections.items())),
+        "rejections_by_worker": {str(w): v for w, v in sorted(srv.rejections_by_worker.items())},
+        "dead_or_evicted": {str(w): k for w, k in sorted(srv.gone.items())},
+        "error": error,
+    }
+    write_summary(run_dir, summary)
+    plot_accuracy(run_dir / "accuracy.png", [(summary["label"], rows)],
+                  title=f"{cfg.name}: {summary['label']} (distributed)")
+    if error is not None:
+        raise InsufficientWorkersError(error)
+    say(f"server: done, {len(rows)} steps; results in {run_dir}")
+    summary["model"] = model
+    return summary
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
