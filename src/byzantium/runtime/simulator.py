@@ -27,7 +27,7 @@ from ..config import ConfigError, RunConfig, SchemeConfig
 from ..schemes import build_scheme
 from ..schemes.base import StepInfo, StepView
 from ..seeding import generator
-from ..training.data import FileSampler, label_flip
+from ..training.data import FileSampler
 from ..training.models import loss_fn as make_loss_fn
 from ..training.pergrad import per_file_gradients
 from .stragglers import (
@@ -134,41 +134,52 @@ class SimulatedCluster:
         return mask
 
     # ------------------------------------------------------------------ one step
-    def step(self, step: int) -> StepOutput:
+    def delays(self, step: int) -> Tensor:
+        """Every worker's simulated latency at ``step`` (Byzantine timing applied), in seconds."""
+        times = self.delay.sample(
+            step, generator(self.cfg.seed, "delay", step), self.cfg.workers, self.load
+        )
+        byz = self.byzantine_mask(step)
+        if byz.any():
+            times = apply_byzantine_timing(times, byz, self.cfg.attack.timing)
+        return times
+
+    def view(self, step: int) -> tuple[StepView, float | None, float]:
+        """What the server's step ``step`` works on: ``(view, training loss, simulated time)``.
+
+        The view holds every file's honest gradient, the Byzantine placement, the arrivals and the
+        attack; the distributed runtime's Byzantine processes rebuild the same view to act as the
+        simulated (omniscient) adversary does.
+        """
         ds = self.dataset
         idx = self.sampler.sample(step, generator(self.cfg.seed, "data", step))
         x, y = ds.x_train[idx], ds.y_train[idx]
-        G, losses = self._gradients(x, y)
-
+        G, loss = self._gradients(x, y)
         byz = self.byzantine_mask(step)
-        times = self.delay.sample(step, generator(self.cfg.seed, "delay", step), self.cfg.workers, self.load)
-        if byz.any():
-            times = apply_byzantine_timing(times, byz, self.cfg.attack.timing)
-        arr = arrivals(times, self.policy)
-
-        attack_fn = None
-        if self.attack is not None and byz.any():
-            attack_fn = self._attack_fn(x, y)
-
+        arr = arrivals(self.delays(step), self.policy)
         view = StepView(
             step=step,
             honest=G,
             byzantine=byz,
             received=arr.received,
             arrival_order=arr.accepted,
-            attack=attack_fn,
-            flipped=None,
+            attack=self._attack_fn(x, y) if self.attack is not None and byz.any() else None,
             validation=lambda: self._validation_gradient(step),
             generator=generator(self.cfg.seed, "attack", step),
             data_level=bool(self.attack is not None and self.attack.data_level),
         )
+        return view, loss, float(arr.step_time)
+
+    def step(self, step: int) -> StepOutput:
+        """One simulated step: the scheme decodes and aggregates the step's messages."""
+        view, loss, sim_time = self.view(step)
         grad, info = self.scheme.simulate(view)
         if not torch.isfinite(grad).all():
             raise RuntimeError(
                 f"step {step}: the aggregated gradient of {self.scheme.name} is not finite "
                 f"(aggregator {self.scheme.aggregator_spec!r}, f={self.scheme.aggregator_f})"
             )
-        return StepOutput(grad, info, losses, float(arr.step_time))
+        return StepOutput(grad, info, loss, sim_time)
 
     def _gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, float | None]:
         return per_file_gradients(self.model, self.loss_fn, x, y, return_loss=True)

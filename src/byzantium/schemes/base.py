@@ -38,8 +38,7 @@ class StepView:
 
     ``honest`` holds the honest gradient of every file, computed once and shared by all replicas.
     ``attack`` turns an :class:`byzantium.attacks.AttackContext` into Byzantine vectors (or is None
-    when there is no attack). ``flipped`` computes label-flipped gradients of given files for
-    data-level attacks. ``validation`` computes the server's trusted validation gradient (dSTAR).
+    when there is no attack). ``validation`` computes the server's trusted validation gradient (dSTAR).
     """
 
     step: int
@@ -48,7 +47,6 @@ class StepView:
     received: Tensor
     arrival_order: Tensor
     attack: Callable[..., Tensor] | None
-    flipped: Callable[[Tensor], Tensor] | None
     validation: Callable[[], Tensor] | None
     generator: torch.Generator
     data_level: bool = False

@@ -19,9 +19,7 @@ import yaml
 
 from ...config import RunConfig, to_dict
 from ...schemes.base import StepView
-from ...seeding import generator
 from ..simulator import SimulatedCluster
-from ..stragglers import apply_byzantine_timing, arrivals
 from .frames import wire_numel
 
 __all__ = ["Geometry", "build_cluster", "geometry", "simulated_view", "default_session", "step_delays"]
@@ -79,40 +77,13 @@ def simulated_view(cluster: SimulatedCluster, step: int) -> StepView:
     gradients of every file itself gives it exactly the knowledge the simulated adversary has,
     without a side channel that could hang or leak into the honest protocol.
     """
-    cfg = cluster.cfg
-    ds = cluster.dataset
-    idx = cluster.sampler.sample(step, generator(cfg.seed, "data", step))
-    x, y = ds.x_train[idx], ds.y_train[idx]
-    G, _ = cluster._gradients(x, y)
-    byz = cluster.byzantine_mask(step)
-    times = step_delays(cluster, step)
-    arr = arrivals(times, cluster.policy)
-    attack_fn = None
-    if cluster.attack is not None and byz.any():
-        attack_fn = cluster._attack_fn(x, y)
-    return StepView(
-        step=step,
-        honest=G,
-        byzantine=byz,
-        received=arr.received,
-        arrival_order=arr.accepted,
-        attack=attack_fn,
-        flipped=None,
-        validation=lambda: cluster._validation_gradient(step),
-        generator=generator(cfg.seed, "attack", step),
-        data_level=bool(cluster.attack is not None and cluster.attack.data_level),
-    )
+    return cluster.view(step)[0]
 
 
 def step_delays(cluster: SimulatedCluster, step: int) -> torch.Tensor:
     """Every worker's simulated latency at ``step`` (the simulator's draw, Byzantine timing
     applied), in simulated seconds."""
-    cfg = cluster.cfg
-    times = cluster.delay.sample(step, generator(cfg.seed, "delay", step), cfg.workers, cluster.load)
-    byz = cluster.byzantine_mask(step)
-    if byz.any():
-        times = apply_byzantine_timing(times, byz, cfg.attack.timing)
-    return times
+    return cluster.delays(step)
 
 
 def default_session(cfg: RunConfig, port: int | str) -> int:
