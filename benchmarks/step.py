@@ -23,7 +23,7 @@ import torch
 from byzantium.config import parse_config
 from byzantium.runtime.simulator import SimulatedCluster
 from byzantium.training.data import load_dataset
-from byzantium.training.loop import _assign_flat_grad, make_optimizer
+from byzantium.training.loop import assign_flat_grad, make_optimizer
 from byzantium.training.models import build_model, loss_fn
 
 SCHEMES = [
@@ -82,7 +82,7 @@ def main() -> None:
 
         def run(step: int, cluster=cluster, o=o, params=params) -> None:
             out = cluster.step(step)
-            _assign_flat_grad(params, out.gradient)
+            assign_flat_grad(params, out.gradient)
             o.step()
 
         runners[label] = run

@@ -124,7 +124,7 @@ def _run(
         t0 = time.perf_counter()
         model.train()
         out = cluster.step(step)
-        _assign_flat_grad(params, out.gradient)
+        assign_flat_grad(params, out.gradient)
         lr = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
@@ -163,12 +163,35 @@ def _run(
     bar.close()
 
     rows = read_metrics(run_dir / "metrics.csv")
+    summary = summarize_run(
+        cfg, cluster, rows, label=label, scheme_cfg=scheme_cfg, sim_time=sim_time,
+        wall_time=wall_time, attack=cfg.attack.name if attack_enabled else "none",
+    )
+    write_summary(run_dir, summary)
+    plot_accuracy(run_dir / "accuracy.png", [(label, rows)], title=f"{cfg.name}: {label}")
+    summary["model"] = model
+    return summary
+
+
+def summarize_run(
+    cfg: RunConfig,
+    cluster: Any,
+    rows: list[dict[str, Any]],
+    *,
+    label: str,
+    scheme_cfg: SchemeConfig,
+    sim_time: float,
+    wall_time: float,
+    attack: str,
+    completed: bool = True,
+) -> dict[str, Any]:
+    """The ``summary.json`` of a run (simulated or distributed) from its metrics rows."""
     evals = [r for r in rows if r.get("test_accuracy") is not None]
-    done = len(rows) == steps
-    summary = {
+    n = max(1, len(rows))
+    return {
         "label": label,
         "scheme": scheme_cfg.name,
-        "attack": cfg.attack.name if attack_enabled else "none",
+        "attack": attack,
         "q": cluster.q,
         "aggregator": cluster.scheme.aggregator_spec,
         "aggregator_f": cluster.scheme.aggregator_f,
@@ -176,26 +199,22 @@ def _run(
         "files": cluster.scheme.num_files,
         "samples_per_step": cluster.samples_per_step,
         "steps_completed": len(rows),
-        "completed": done,
+        "completed": completed and len(rows) == cfg.training.steps,
         "final_test_accuracy": evals[-1]["test_accuracy"] if evals else None,
         "best_test_accuracy": max((r["test_accuracy"] for r in evals), default=None),
         "final_test_loss": evals[-1]["test_loss"] if evals else None,
         "mean_distorted_files": _mean(r["distorted_files"] for r in rows),
         "mean_dropped_files": _mean(r["dropped_files"] for r in rows),
-        "sim_time_per_step": sim_time / max(1, len(rows)),
-        "wall_time_per_step": wall_time / max(1, len(rows)),
+        "sim_time_per_step": sim_time / n,
+        "wall_time_per_step": wall_time / n,
         "byzantine_workers": list(cluster.byzantine_workers_initial),
         "placement": cfg.attack.placement,
         "diverged": bool(evals) and not math.isfinite(evals[-1]["test_loss"] or 0.0),
         **cluster.describe(),
     }
-    write_summary(run_dir, summary)
-    plot_accuracy(run_dir / "accuracy.png", [(label, rows)], title=f"{cfg.name}: {label}")
-    summary["model"] = model
-    return summary
 
 
-def _assign_flat_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+def assign_flat_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
     offset = 0
     for p in params:
         n = p.numel()

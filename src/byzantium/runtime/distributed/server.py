@@ -39,7 +39,7 @@ import torch
 from ...config import RunConfig, to_dict
 from ...seeding import generator
 from ...training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from ...training.loop import _assign_flat_grad, _mean, make_optimizer
+from ...training.loop import assign_flat_grad, make_optimizer, summarize_run
 from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
 from ..stragglers import FirstK
 from .common import build_cluster, geometry
@@ -279,7 +279,7 @@ def run_server(
             if not torch.isfinite(grad).all():
                 raise InsufficientWorkersError(
                     f"step {step}: the aggregated gradient of {cluster.scheme.name} is not finite")
-            _assign_flat_grad(params, grad)
+            assign_flat_grad(params, grad)
             lr = opt.param_groups[0]["lr"]
             opt.step()
             sched.step()
@@ -315,30 +315,12 @@ def run_server(
         transport.wait_stopped(min(5.0, opts.evict_timeout))
 
     rows = read_metrics(run_dir / "metrics.csv")
-    evals = [r for r in rows if r.get("test_accuracy") is not None]
     summary = {
-        "label": cfg.scheme.display,
-        "scheme": cfg.scheme.name,
-        "attack": cfg.attack.name,
-        "q": cluster.q,
-        "aggregator": cluster.scheme.aggregator_spec,
-        "aggregator_f": cluster.scheme.aggregator_f,
-        "workers": K,
-        "files": cluster.scheme.num_files,
-        "samples_per_step": cluster.samples_per_step,
-        "steps_completed": len(rows),
-        "completed": len(rows) == steps and error is None,
-        "final_test_accuracy": evals[-1]["test_accuracy"] if evals else None,
-        "best_test_accuracy": max((r["test_accuracy"] for r in evals), default=None),
-        "final_test_loss": evals[-1]["test_loss"] if evals else None,
-        "mean_distorted_files": _mean(r["distorted_files"] for r in rows),
-        "mean_dropped_files": _mean(r["dropped_files"] for r in rows),
-        "sim_time_per_step": sim_time / max(1, len(rows)),
-        "wall_time_per_step": wall_time / max(1, len(rows)),
-        "byzantine_workers": list(cluster.byzantine_workers_initial),
-        "placement": cfg.attack.placement,
-        "diverged": bool(evals) and not math.isfinite(evals[-1]["test_loss"] or 0.0),
-        **cluster.describe(),
+        **summarize_run(
+            cfg, cluster, rows, label=cfg.scheme.display, scheme_cfg=cfg.scheme,
+            sim_time=sim_time, wall_time=wall_time, attack=cfg.attack.name,
+            completed=error is None,
+        ),
         "runtime": "distributed",
         "rejections": dict(sorted(srv.rejections.items())),
         "rejections_by_worker": {str(w): v for w, v in sorted(srv.rejections_by_worker.items())},
