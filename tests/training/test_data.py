@@ -13,7 +13,6 @@ from byzantium.training.data import (
     DataError,
     FileSampler,
     gather_files,
-    label_flip,
     label_skew,
     load_dataset,
 )
@@ -268,13 +267,6 @@ def test_dirichlet_impossible_partition_is_reported():
         FileSampler(_labels(200), num_files=25, batch_size=200, split="dirichlet", alpha=0.001, max_tries=5)
 
 
-def test_label_flip_and_skew_closed_forms():
-    y = torch.tensor([0, 1, 9, 4])
-    assert label_flip(y, 10).tolist() == [9, 8, 0, 5]
-    assert torch.equal(label_flip(label_flip(y, 10), 10), y)
-    with pytest.raises(DataError, match="labels must be in"):
-        label_flip(y, 5)
-    with pytest.raises(DataError, match="integer class indices"):
-        label_flip(y.float(), 10)
+def test_label_skew_closed_forms():
     assert label_skew(torch.tensor([[2, 0], [0, 2]])) == pytest.approx(0.5)
     assert label_skew(torch.tensor([[3, 1], [3, 1]])) == pytest.approx(0.0)

@@ -7,7 +7,6 @@ from .data import (
     FileSampler,
     default_cache_dir,
     gather_files,
-    label_flip,
     label_skew,
     load_dataset,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "FileSampler",
     "default_cache_dir",
     "gather_files",
-    "label_flip",
     "label_skew",
     "load_dataset",
     "MODELS",

@@ -39,7 +39,6 @@ __all__ = [
     "default_cache_dir",
     "FileSampler",
     "gather_files",
-    "label_flip",
     "label_skew",
 ]
 
@@ -661,19 +660,6 @@ def _dirichlet_partition(
 def gather_files(x: Tensor, y: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
     """``(x[indices], y[indices])``: files ``(num_files, m, *input_shape)`` and ``(num_files, m)``."""
     return x[indices], y[indices]
-
-
-def label_flip(y: Tensor, num_classes: int) -> Tensor:
-    """The label-flipping attack's labels ``y' = C - 1 - y`` (e.g. Tolpegin et al. 2020; field.md)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise DataError(f"label_flip: num_classes must be an int >= 2, got num_classes={num_classes!r}")
-    if y.is_floating_point():
-        raise DataError(f"label_flip: labels must be integer class indices, got dtype {y.dtype}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise DataError(
-            f"label_flip: labels must be in [0, {num_classes - 1}], got min={int(y.min())}, max={int(y.max())}"
-        )
-    return (num_classes - 1) - y
 
 
 def label_skew(counts: Tensor) -> float:
