@@ -40,3 +40,35 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain containers only)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_training_state(
+    run_dir: Path, step: int, model: Any, optimizer: Any, scheduler: Any, sim_time: float,
+    wall_time: float,
+) -> Path:
+    """Checkpoint everything a run needs to continue exactly at ``step``."""
+    return save_checkpoint(run_dir, step, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "sim_time": sim_time, "wall_time": wall_time,
+    })
+
+
+def restore_training_state(
+    run_dir: Path, model: Any, optimizer: Any, scheduler: Any, metrics: Any, resume: bool
+) -> tuple[int, float, float, Path | None]:
+    """Load the latest checkpoint into model/optimizer/scheduler when ``resume`` (and one exists)
+    and cut ``metrics`` back to it; else start the metrics afresh.
+
+    Returns ``(start step, simulated time, wall time, checkpoint path or None)``.
+    """
+    ck = latest_checkpoint(run_dir) if resume else None
+    if ck is None:
+        metrics.reset()
+        return 0, 0.0, 0.0, None
+    state = load_checkpoint(ck)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    start = int(state["step"])
+    metrics.truncate(start - 1)
+    return start, float(state["sim_time"]), float(state["wall_time"]), ck

@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, SchemeConfig, to_dict
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import restore_training_state, save_training_state
 from .results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
 
 __all__ = ["run_training", "make_optimizer"]
@@ -99,18 +99,9 @@ def _run(
     opt, sched = make_optimizer(model, cfg)
 
     metrics = MetricsWriter(run_dir / "metrics.csv")
-    start = 0
-    sim_time = wall_time = 0.0
-    if resume and (ck := latest_checkpoint(run_dir)) is not None:
-        state = load_checkpoint(ck)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
-        sim_time, wall_time = float(state["sim_time"]), float(state["wall_time"])
-        metrics.truncate(start - 1)
-    else:
-        metrics.reset()
+    start, sim_time, wall_time, _ = restore_training_state(
+        run_dir, model, opt, sched, metrics, resume
+    )
 
     steps = cfg.training.steps
     stop = steps if max_steps is None else min(steps, start + max_steps)
@@ -149,17 +140,7 @@ def _run(
         metrics.append(row)
         every = cfg.training.checkpoint_every
         if every and (step + 1) % every == 0:
-            save_checkpoint(
-                run_dir,
-                step + 1,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "sim_time": sim_time,
-                    "wall_time": wall_time,
-                },
-            )
+            save_training_state(run_dir, step + 1, model, opt, sched, sim_time, wall_time)
     bar.close()
 
     rows = read_metrics(run_dir / "metrics.csv")

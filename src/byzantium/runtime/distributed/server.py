@@ -38,7 +38,7 @@ import torch
 
 from ...config import RunConfig, to_dict
 from ...seeding import generator
-from ...training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ...training.checkpoint import restore_training_state, save_training_state
 from ...training.loop import assign_flat_grad, make_optimizer, summarize_run
 from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
 from ..stragglers import FirstK
@@ -229,27 +229,16 @@ def run_server(
     srv = _Server(cfg, run_dir, opts, session, transport, cluster, geo, say)
 
     metrics = MetricsWriter(run_dir / "metrics.csv")
-    start = 0
-    sim_time = wall_time = 0.0
-    if resume and (ck := latest_checkpoint(run_dir)) is not None:
-        state = load_checkpoint(ck)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
-        sim_time, wall_time = float(state["sim_time"]), float(state["wall_time"])
-        metrics.truncate(start - 1)
+    start, sim_time, wall_time, ck = restore_training_state(
+        run_dir, model, opt, sched, metrics, resume
+    )
+    if ck is not None:
         say(f"server: resuming at step {start} from {ck}")
-    else:
-        metrics.reset()
-        if srv.events_path.exists():
-            srv.events_path.unlink()
+    elif srv.events_path.exists():
+        srv.events_path.unlink()
 
     def checkpoint(step: int) -> Path:
-        return save_checkpoint(run_dir, step, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "sim_time": sim_time, "wall_time": wall_time,
-        })
+        return save_training_state(run_dir, step, model, opt, sched, sim_time, wall_time)
 
     steps = cfg.training.steps
     params = [p for p in model.parameters() if p.requires_grad]
