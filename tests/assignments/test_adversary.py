@@ -145,7 +145,7 @@ def test_edge_q_and_errors() -> None:
 @pytest.mark.parametrize("K,r", [(15, 3), (25, 5), (21, 7), (12, 3), (45, 3), (45, 5)])
 def test_detox_closed_form_is_the_exact_worst_case(K: int, r: int) -> None:
     a = repetition(K, r)
-    for q in range(0, K + 1, 1 if K <= 25 else 4):
+    for q in range(0, K + 1, 1 if K <= 15 else (3 if K <= 25 else 5)):
         assert worst_case(a, q).c_max == repetition_worst_case(K, r, q), q
     assert repetition_worst_case(15, 3, 15) == 5  # capped at K/r groups
 
@@ -194,3 +194,33 @@ def test_random_placement_identity(make) -> None:
             total = int((counts >= a.r_majority).sum())
         mean = Fraction(total, math.comb(a.K, q) * a.num_files)
         assert mean == random_placement_fraction(a.K, a.r, q, exact=True), q
+
+
+def test_bnb_beyond_64_workers_uses_the_sorting_symmetry_test() -> None:
+    """K > 62 does not fit the bitmask symmetry test: the sort-based one must agree."""
+    assert worst_case(baseline(64), 5, method="bnb").c_max == 5
+    assert worst_case(repetition(66, 3), 7, method="bnb").c_max == repetition_worst_case(66, 3, 7)
+    a = cyclic(64, 1)
+    assert worst_case(a, 4, method="bnb").c_max == worst_case(a, 4, method="exhaustive").c_max
+
+
+def test_symmetry_group() -> None:
+    a = mols(5, 3)
+    G = a.symmetry_group()
+    assert G.shape == (600, 15) and (G[0] == np.arange(15)).all()  # AGL(2,5) stabiliser
+    assert len({tuple(g) for g in G.tolist()}) == 600
+    comp = {tuple(g[h]) for g in G[:20] for h in G[:20]}  # closed under composition
+    assert comp <= {tuple(g) for g in G.tolist()}
+    assert len(cyclic(7, 2).symmetry_group()) == 14  # dihedral group of the cycle
+    assert len(ramanujan(3, 3).symmetry_group(max_size=10)) == 10  # capped
+
+
+@pytest.mark.parametrize("make", [lambda: mols(5, 3), lambda: ramanujan(3, 3),
+                                  lambda: ramanujan(5, 5)])
+def test_byzshield_never_worse_than_detox(make) -> None:
+    """Spec §1.8 obs. 1: eps_ByzShield <= eps_DETOX for every q (ties allowed, e.g. K=9, q=3)."""
+    a = make()
+    groups = a.K // a.r
+    for q in range(1, (a.K - 1) // 2 + 1):
+        eps_bs = worst_case(a, q).epsilon
+        assert eps_bs <= repetition_worst_case(a.K, a.r, q) / groups + 1e-12, q

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from byzantium.assignments import corrupted_files, mols, repetition, worst_case
-from byzantium.decoding import NoMajorityError, VoteError, gather_copies, majority_vote
+from byzantium.decoding import (
+    NoMajorityError,
+    VoteError,
+    gather_copies,
+    majority_vote,
+    vote_messages,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -263,3 +269,98 @@ def test_byzshield_worst_case_set_corrupts_exactly_its_files() -> None:
         won = tuple(int(i) for i in torch.nonzero((res.values == 42.0).all(dim=1)).flatten())
         assert won == wc.files and len(won) == wc.c_max
         assert res.ok.all()
+
+
+def test_vote_messages_matches_gathered_vote_and_shared_rows() -> None:
+    a = mols(5, 3)
+    files = torch.randn(a.num_files, 9, generator=gen(12))
+    msgs = torch.stack([files[list(fs)] for fs in a.files_of])
+    wc = worst_case(a, 3)
+    msgs[list(wc.workers)] = 5.0
+    received = torch.ones(15, dtype=torch.bool)
+    received[7] = False
+    direct = vote_messages(msgs, a, received)
+    copies, present = gather_copies(msgs, a, received)
+    ref = majority_vote(copies, present)
+    for field in ("values", "ok", "agree", "winner", "exact"):
+        x, y = getattr(direct, field), getattr(ref, field)
+        assert torch.equal(torch.nan_to_num(x.float(), 7.0), torch.nan_to_num(y.float(), 7.0))
+    # simulator layout: the honest gradient of each file stored once, replicas point at it
+    rows = torch.cat([files, torch.full((1, 9), 5.0)])
+    slots = np.array([[a.num_files if w in wc.workers else i for w in ws]
+                      for i, ws in enumerate(a.workers_of)])
+    shared = vote_messages(rows, slots)
+    assert torch.equal(shared.values, vote_messages(msgs, a).values)
+    assert shared.exact.sum() == a.num_files - len({i for w in wc.workers
+                                                   for i in a.files_of[w]})
+
+
+def test_vote_messages_errors() -> None:
+    a = mols(5, 3)
+    with pytest.raises(VoteError, match="load is l=5"):
+        vote_messages(torch.zeros(15, 4, 3), a)
+    with pytest.raises(VoteError, match=r"received must be a bool mask of shape \(15,\)"):
+        vote_messages(torch.zeros(15, 5, 3), a, torch.ones(14, dtype=torch.bool))
+    with pytest.raises(VoteError, match="slots must be"):
+        vote_messages(torch.zeros(10, 3), a.copy_slots())
+    with pytest.raises(VoteError, match="pass the assignment"):
+        vote_messages(torch.zeros(75, 3), a.copy_slots(), torch.ones(15, dtype=torch.bool))
+    with pytest.raises(VoteError, match="r must be odd"):
+        vote_messages(torch.zeros(4, 3), np.array([[0, 1], [2, 3]]))
+
+
+def test_generic_path_matches_the_cpu_path() -> None:
+    """The torch-only path (other devices, bfloat16, non-contiguous rows) gives the same votes;
+    exercised on CPU through a stack whose rows are not contiguous."""
+    g = gen(13)
+    F, r, d = 12, 5, 40
+    h = torch.randn(F, d, generator=g, dtype=torch.float64)
+    X = h[:, None, :].repeat(1, r, 1)
+    X[0, :2] = 9.0                                     # minority Byzantines
+    X[1, :3] = 9.0                                     # colluding majority
+    X[2, 4, 0] = float("nan")                          # malformed honest copy
+    X[3] = X[3] * (1 + 1e-9 * torch.randn(r, d, generator=g, dtype=torch.float64))  # round-off
+    X[4, 1:4] = torch.randn(3, d, generator=g, dtype=torch.float64)  # no majority
+    X[5, 0] = -0.0 * X[5, 0]
+    present = torch.ones(F, r, dtype=torch.bool)
+    present[6, :3] = False                             # two copies left: agree, but 2 < r'
+    present[7, 0] = False
+    flat = X.reshape(F * r, d)
+    strided = flat.T.contiguous().T                    # same values, column-major storage
+    assert strided.stride(1) != 1
+    idx = np.arange(F * r).reshape(F, r)
+    for policy in ("drop", "median"):
+        fast = vote_messages(flat, idx, on_no_majority=policy, rtol=1e-6)
+        slow = vote_messages(strided, idx, on_no_majority=policy, rtol=1e-6)
+        for field in ("ok", "agree", "winner", "exact"):
+            assert torch.equal(getattr(fast, field), getattr(slow, field)), field
+        assert torch.equal(torch.nan_to_num(fast.values, 3.0), torch.nan_to_num(slow.values, 3.0))
+    m = majority_vote(X, present)
+    assert m.ok.tolist() == [True, True, True, True, False, True, False, True, True, True, True,
+                             True]
+    assert torch.equal(m.values[1], torch.full((d,), 9.0, dtype=torch.float64))
+    bf = majority_vote(X[:2].to(torch.bfloat16))
+    assert bf.ok.all() and torch.equal(bf.values[0], h[0].to(torch.bfloat16))
+
+
+def test_out_buffer_is_reused() -> None:
+    a = mols(5, 3)
+    files = torch.randn(a.num_files, 6, generator=gen(14))
+    msgs = torch.stack([files[list(fs)] for fs in a.files_of])
+    msgs[[0, 5]] = 3.0  # file 0 lost, a few files on the tolerance path
+    buf = torch.empty(a.num_files, 6)
+    res = vote_messages(msgs, a, out=buf)
+    assert res.values is buf
+    assert torch.equal(buf, vote_messages(msgs, a).values)
+    copies, _ = gather_copies(msgs, a)
+    buf2 = torch.full((a.num_files, 6), 99.0)
+    assert torch.equal(majority_vote(copies, out=buf2).values, buf)
+    strided = copies.reshape(-1, 6).T.contiguous().T  # rows not contiguous: generic path
+    assert strided.stride(1) != 1
+    buf3 = torch.empty(a.num_files, 6)
+    res3 = vote_messages(strided, np.arange(75).reshape(25, 3), out=buf3)
+    assert res3.values is buf3 and torch.equal(buf3, buf)
+    with pytest.raises(VoteError, match="out must be a contiguous"):
+        vote_messages(msgs, a, out=torch.empty(a.num_files, 5))
+    with pytest.raises(VoteError, match="out must be a contiguous"):
+        vote_messages(msgs, a, out=torch.empty(a.num_files, 6, dtype=torch.float64))

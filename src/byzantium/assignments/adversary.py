@@ -26,6 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from typing import Iterable, Literal
 
 import numpy as np
@@ -176,6 +177,8 @@ class _BranchAndBound:
     """
 
     CHILDREN = 16384
+    GROUP_WORK = 2_000_000  # children x group elements per symmetry test
+    MIN_GROUP = 128
 
     def __init__(self, a: Assignment, q: int, incumbent: tuple[tuple[int, ...], int],
                  group: np.ndarray) -> None:
@@ -241,11 +244,14 @@ class _BranchAndBound:
             return np.ones(len(p), dtype=bool)
         if not self.use_bits:
             return self._canonical(np.concatenate([parents[p], w[:, None]], axis=1))
+        # any subset of the group is a valid filter (the orbit's lexicographically smallest set
+        # passes them all); large batches use a prefix of the group to bound the work
+        m = min(len(self.pow2g), max(self.MIN_GROUP, self.GROUP_WORK // len(p)))
         pmask = self.pow2[parents].sum(axis=1, dtype=np.uint64)
-        pimg = np.stack([pg[parents].sum(axis=1, dtype=np.uint64) for pg in self.pow2g],
-                        axis=1)  # (P, |G|)
+        pimg = np.stack([pg[parents].sum(axis=1, dtype=np.uint64) for pg in self.pow2g[:m]],
+                        axis=1)  # (P, m)
         cmask = pmask[p] | self.pow2[w]
-        return (pimg[p] | self.pow2gT[w]).max(axis=1) <= cmask
+        return (pimg[p] | self.pow2gT[w, :m]).max(axis=1) <= cmask
 
     def _bound(self, counts: np.ndarray, last: np.ndarray, b: int) -> np.ndarray:
         rp = self.rp
@@ -317,10 +323,17 @@ class _BranchAndBound:
         return self.best_S, self.best_c
 
 
+@lru_cache(maxsize=16)
+def _group(a: Assignment) -> np.ndarray:
+    """The symmetry group used by the search (cached: a table over q repeats it). Equal graphs
+    share an entry; any automorphisms of the graph are valid for it."""
+    return a.symmetry_group(max_size=4096)
+
+
 def _bnb(a: Assignment, q: int, restarts: int = 40) -> tuple[tuple[int, ...], int, int]:
     A = a.biadjacency()
     inc = _local_search(A, q, a.r_majority, restarts)
-    bb = _BranchAndBound(a, q, inc, a.symmetry_group(max_size=4096))
+    bb = _BranchAndBound(a, q, inc, _group(a))
     S, c = bb.run()
     return S, c, bb.nodes
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .adversary import random_placement_fraction, repetition_worst_case, spectral_bound, worst_case
-from .constructions import mols, ramanujan, repetition
+from .constructions import mols, ramanujan
 from .galois import is_prime, prime_power
 from .graph import Assignment
 

@@ -8,8 +8,9 @@ the encoding matrix is ``W = C_1 Q`` where column ``i`` of ``Q`` holds the coeff
 
     p_i(x) = prod_{j' in Z_i} (1 - x omega^(-j')),   Z_i = workers that do not compute g_i,
 
-so ``W[j, i] = p_i(omega^j) / sqrt(n)`` vanishes exactly off the cyclic support and
-``sum_i W[:, i]`` ... more precisely ``Q[0, :] = 1`` gives ``e_1^T Q G = sum_k g_k``.
+so ``W[j, i] = p_i(omega^j) / sqrt(n)`` vanishes exactly off the cyclic support (the product
+has the factor ``1 - omega^0``), and ``p_i(0) = 1`` puts ones in row 0 of ``Q``, so that
+``e_1^T Q G = sum_k g_k``.
 
 Decoding (server), from ``R = W G + E`` with at most ``s`` nonzero rows of ``E``:
 
@@ -162,7 +163,7 @@ class CyclicCode:
 
         Non-finite ``u_j`` (a message with NaN/Inf, or overflowing) are flagged first and treated
         as errors of unknown value (``u_j := 0``)."""
-        n, s = self.K, self.s
+        s = self.s
         bad = ~np.isfinite(u)
         if bad.sum() > s:
             raise DecodeError(
@@ -208,7 +209,9 @@ class CyclicCode:
         if not R.is_complex():
             raise DecodeError(f"CyclicCode.decode: messages must be complex, got {R.dtype}")
         d = R.shape[1]
-        phi = torch.randn(d, generator=generator, dtype=torch.float64, device=R.device)
+        # phi ~ N(1, 1), fresh each call; drawn in float32 (only its genericity matters, and it
+        # halves the drawing cost), applied in the messages' complex precision
+        phi = torch.randn(d, generator=generator, dtype=torch.float32, device=R.device)
         phi += 1.0
         u = (R @ phi.to(R.dtype)).to(torch.complex128).cpu().numpy()
         flagged, lam_abs = self.locate(u)

@@ -11,6 +11,16 @@ files they hold only a minority of. We instead vote by **agreement within a tole
 with an exact fast path: a file whose present copies are all bitwise equal (and finite) is decided
 by one comparison pass, which is the common case in simulation and with deterministic kernels.
 
+**Cost.** :func:`vote_messages` reads the workers' message stack in place (no
+``(num_files, r, d)`` copy). On CPU the exact pass goes block by block (each block of a file's
+reference copy is read once: copied to the output, compared bitwise with the other copies, summed
+to certify finiteness), spread over threads by file; two copies stored in the same row (a
+simulator pointing every honest replica at one gradient) are equal without being read. Files
+that fail it take the tolerance path: one norm per distinct copy and, per pair, a squared distance
+accumulated block by block that stops as soon as it exceeds the tolerance, so a Byzantine copy
+far from the honest value costs one block. Other devices use the same logic with vectorised
+torch operations.
+
 **Non-transitivity.** ``~`` is not transitive (``a ~ b ~ c`` but not ``a ~ c``), so "clusters"
 are not well defined. We use *maximum support*: every present copy's support is the number of
 present copies it agrees with (itself included); the copy with the largest support wins (lowest
@@ -22,9 +32,10 @@ Byzantine and the winner is Byzantine, it agrees with at least one honest copy, 
 
 **Missing and malformed copies.** ``present`` masks out copies that never arrived (stragglers).
 The threshold stays ``r'`` of the *nominal* ``r``: with two of three copies missing the lone copy
-is not trusted. Copies holding NaN or Inf agree with nothing, themselves included (norms and
-distances are accumulated in float64, so finite float32/float16 values never overflow them; huge
-but finite colluding copies are legitimate values and win where they hold ``r'`` copies).
+is not trusted. Copies holding NaN or Inf agree with nothing, themselves included. Norms are
+recomputed in float64 where the input precision overflows, so huge but finite colluding copies are
+legitimate values and win where they hold ``r'`` copies; a distance that overflows means the two
+copies are far apart.
 
 **No-majority policy** (``on_no_majority``): the file's status is ``no_majority`` and its value is
 
@@ -44,7 +55,6 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
-
 import torch
 from torch import Tensor
 
@@ -169,11 +179,14 @@ def majority_vote(
     rtol: float = 1e-5,
     atol: float = 0.0,
     on_no_majority: NoMajorityPolicy = "drop",
+    out: Tensor | None = None,
 ) -> VoteResult:
     """Vote each file's ``r`` copies (module docstring for the rule and the policies).
 
     ``copies``: ``(num_files, r, d)`` (or ``(r, d)`` for one file), copies in ``workers_of`` order;
-    ``present``: bool ``(num_files, r)`` mask of copies that arrived (default all).
+    ``present``: bool ``(num_files, r)`` mask of copies that arrived (default all); ``out``:
+    optional contiguous ``(num_files, d)`` tensor (same dtype and device) that receives the
+    voted values -- a server reusing it across steps saves a fresh allocation per step.
     """
     fn = "majority_vote"
     if not isinstance(copies, Tensor):
@@ -200,12 +213,12 @@ def majority_vote(
     elif X.stride(1) == 0 and X.stride(2) == 1:  # replicas expanded from one (F, d) stack
         flat = X[:, 0]
         idx = torch.arange(F, device=X.device)[:, None].expand(F, r)
-        res = _vote(fn, flat, idx, present, rtol, atol, on_no_majority)
+        res = _vote(fn, flat, idx, present, rtol, atol, on_no_majority, out)
         return _squeeze(res) if single else res
     else:
         flat = X.reshape(F * r, d)
     idx = torch.arange(F * r, device=X.device).reshape(F, r)
-    res = _vote(fn, flat, idx, present, rtol, atol, on_no_majority)
+    res = _vote(fn, flat, idx, present, rtol, atol, on_no_majority, out)
     return _squeeze(res) if single else res
 
 
@@ -217,15 +230,17 @@ def vote_messages(
     rtol: float = 1e-5,
     atol: float = 0.0,
     on_no_majority: NoMajorityPolicy = "drop",
+    out: Tensor | None = None,
 ) -> VoteResult:
     """:func:`majority_vote` straight from the workers' messages, without materialising the
-    ``(num_files, r, d)`` copies (arguments as in :func:`gather_copies`). The usual server call:
+    ``(num_files, r, d)`` copies (arguments as in :func:`gather_copies`; ``out`` as in
+    :func:`majority_vote`). The usual server call:
     ``vote_messages(stack_of_K_messages, assignment, received_mask)``."""
     flat, idx, present = _layout("vote_messages", messages, slots, received)
     if not flat.is_floating_point():
         raise VoteError(f"vote_messages: messages must be floating point, got {flat.dtype}")
     _check_params("vote_messages", idx.shape[1], on_no_majority, rtol, atol)
-    return _vote("vote_messages", flat, idx, present, rtol, atol, on_no_majority)
+    return _vote("vote_messages", flat, idx, present, rtol, atol, on_no_majority, out)
 
 
 def _squeeze(res: VoteResult) -> VoteResult:
@@ -244,8 +259,8 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=_threads())
 
 
-def _exact_pass_cpu(flat: Tensor, idx_l: list, pres_l: list, ref_l: list
-                    ) -> tuple[Tensor, list[bool], list[bool]]:
+def _exact_pass_cpu(flat: Tensor, idx_l: list, pres_l: list, ref_l: list,
+                    out_t: Tensor | None = None) -> tuple[Tensor, list[bool], list[bool]]:
     """Fused exact pass over CPU rows, block by block so each block of the reference copy is read
     from memory once: copy it to the output, compare every other present copy with it bitwise
     (skipping copies that are the very same row, as when a simulator points replicas at one
@@ -254,7 +269,7 @@ def _exact_pass_cpu(flat: Tensor, idx_l: list, pres_l: list, ref_l: list
     fl = flat.detach().numpy()
     bits = fl.view(np.dtype(f"i{fl.itemsize}"))
     F, d = len(idx_l), fl.shape[1]
-    out = np.empty((F, d), dtype=fl.dtype)
+    out = np.empty((F, d), dtype=fl.dtype) if out_t is None else out_t.detach().numpy()
     outb = out.view(bits.dtype)
     same, finite = [False] * F, [False] * F
 
@@ -285,12 +300,12 @@ def _exact_pass_cpu(flat: Tensor, idx_l: list, pres_l: list, ref_l: list
     else:  # numpy releases the GIL inside the block operations: split the files over threads
         edges = np.linspace(0, F, nt + 1).astype(int)
         list(_pool().map(work, [range(a, b) for a, b in zip(edges[:-1], edges[1:])]))
-    return torch.from_numpy(out), same, finite
+    return (torch.from_numpy(out) if out_t is None else out_t), same, finite
 
 
 def _rows(flat: Tensor, rows: Tensor) -> Tensor:
     """``flat[rows]`` as a new tensor (numpy's ``take`` on CPU: faster than ``index_select``)."""
-    if flat.device.type == "cpu" and flat.dtype != torch.bfloat16:
+    if flat.device.type == "cpu" and flat.dtype in (torch.float16, torch.float32, torch.float64):
         return torch.from_numpy(np.take(flat.detach().numpy(), rows.numpy(), axis=0))
     return flat.index_select(0, rows)
 
@@ -305,12 +320,101 @@ def _norms(Y: Tensor) -> Tensor:
     return n
 
 
+def _agreement(Y: Tensor, P: Tensor, rtol: float, atol: float) -> Tensor:
+    """``(S, r, r)`` agreement matrix of the copies ``Y`` ``(S, r, d)`` (vectorised; any device)."""
+    r = Y.shape[1]
+    norms = _norms(Y)  # (S, r) float64
+    valid = P & torch.isfinite(norms)
+    A = torch.diag_embed(valid)  # a copy agrees with itself iff it is valid
+    for a in range(r):
+        for b in range(a + 1, r):
+            # in the input precision (an overflow to Inf only means "far apart")
+            dist = torch.linalg.vector_norm(Y[:, a] - Y[:, b], dim=1).double()
+            tol = rtol * torch.maximum(norms[:, a], norms[:, b]) + atol
+            ok_ab = valid[:, a] & valid[:, b] & (dist <= tol)
+            A[:, a, b] = ok_ab
+            A[:, b, a] = ok_ab
+    return A
+
+
+def _rows_equal(x: np.ndarray, y: np.ndarray) -> bool:
+    """Bitwise equality of two 1-D integer views, block by block with an early exit."""
+    for lo in range(0, len(x), _CHUNK):
+        if not np.array_equal(x[lo: lo + _CHUNK], y[lo: lo + _CHUNK]):
+            return False
+    return True
+
+
+def _agreement_cpu(flat: Tensor, rows: list, pres: list, rtol: float, atol: float) -> Tensor:
+    """:func:`_agreement` on CPU rows of ``flat`` without copying them, with early exits.
+
+    Per file, the present copies are first grouped into classes of bitwise-equal rows (the same
+    row, or an early-exiting comparison); one norm per class certifies finiteness and sets the
+    tolerance; copies of one class agree outright, and for two classes the squared distance is
+    accumulated block by block and abandoned as soon as it exceeds the tolerance (a Byzantine
+    copy far from the honest value is rejected after one block)."""
+    fl = flat.detach().numpy()
+    bits = fl.view(np.dtype(f"i{fl.itemsize}"))
+    S, r = len(rows), len(rows[0])
+    d = fl.shape[1]
+    A = np.zeros((S, r, r), dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(S):
+            reps: list[int] = []  # representative row of each class
+            cls = [-1] * r
+            for c in range(r):
+                if not pres[i][c]:
+                    continue
+                row = rows[i][c]
+                for k, rep in enumerate(reps):
+                    if row == rep or _rows_equal(bits[row], bits[rep]):
+                        cls[c] = k
+                        break
+                else:
+                    cls[c] = len(reps)
+                    reps.append(row)
+            norms = []
+            for rep in reps:
+                x = fl[rep]
+                n2 = float(np.dot(x, x))
+                if not np.isfinite(n2):  # overflow in the input precision, or NaN/Inf
+                    n2 = float(np.dot(x.astype(np.float64), x.astype(np.float64)))
+                norms.append(np.sqrt(n2) if np.isfinite(n2) else float("nan"))
+            n = len(reps)
+            C = np.zeros((n, n), dtype=bool)  # class agreement
+            for k in range(n):
+                C[k, k] = np.isfinite(norms[k])
+            for k in range(n):
+                for m in range(k + 1, n):
+                    if not (C[k, k] and C[m, m]):
+                        continue
+                    tol = rtol * max(norms[k], norms[m]) + atol
+                    tol2, acc = tol * tol, 0.0
+                    xa, xb = fl[reps[k]], fl[reps[m]]
+                    for lo in range(0, d, _CHUNK):
+                        diff = xa[lo: lo + _CHUNK] - xb[lo: lo + _CHUNK]
+                        acc += float(np.dot(diff, diff))
+                        if not acc <= tol2:  # also catches NaN/Inf from overflowing diffs
+                            break
+                    C[k, m] = C[m, k] = acc <= tol2
+            for a in range(r):
+                for b in range(r):
+                    if cls[a] >= 0 and cls[b] >= 0:
+                        A[i, a, b] = C[cls[a], cls[b]]
+    return torch.from_numpy(A)
+
+
 def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol: float,
-          policy: str) -> VoteResult:
+          policy: str, out: Tensor | None = None) -> VoteResult:
     """Vote over copies ``flat[idx[i, c]]`` of file ``i`` (``flat``: ``(N, d)``)."""
     if not flat.is_floating_point():
         raise VoteError(f"{fn}: copies must be floating point, got {flat.dtype}")
     F, r = idx.shape
+    if out is not None and (out.shape != (F, flat.shape[1]) or out.dtype != flat.dtype
+                            or out.device != flat.device or not out.is_contiguous()):
+        raise VoteError(f"{fn}: out must be a contiguous {flat.dtype} tensor of shape "
+                        f"{(F, flat.shape[1])} on {flat.device}, got {out.dtype} "
+                        f"{tuple(out.shape)} on {out.device}")
     rp = (r + 1) // 2
     dev = flat.device
     n_present = present.sum(dim=1)
@@ -318,8 +422,10 @@ def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol
 
     # ---- exact fast path: every present copy bitwise equal to the first present one --------
     idx_l, pres_l, ref_l = idx.tolist(), present.tolist(), ref_idx.tolist()
-    if dev.type == "cpu" and flat.stride(1) == 1:
-        values, same, finite = _exact_pass_cpu(flat, idx_l, pres_l, ref_l)
+    numpy_ok = (dev.type == "cpu" and flat.stride(1) == 1
+                and flat.dtype in (torch.float16, torch.float32, torch.float64))
+    if numpy_ok:
+        values, same, finite = _exact_pass_cpu(flat, idx_l, pres_l, ref_l, out)
     else:  # other devices: early-exiting torch.equal on views of the message rows
         bits = flat.view(_INT_VIEW[flat.element_size()])
         same = [
@@ -329,7 +435,9 @@ def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol
                 for c in range(r))
             for i in range(F)
         ]
-        values = flat.index_select(0, idx[torch.arange(F, device=dev), ref_idx])
+        rows = idx[torch.arange(F, device=dev), ref_idx]
+        values = (flat.index_select(0, rows) if out is None
+                  else torch.index_select(flat, 0, rows, out=out))
         # a finite row sum certifies that every entry is finite (NaN/Inf propagate); a float32
         # overflow of huge finite values only sends the file to the tolerance path
         finite = torch.isfinite(values.sum(dim=1)).tolist()
@@ -341,24 +449,20 @@ def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol
     slow = torch.nonzero(~exact & (n_present > 0)).flatten()
     if slow.numel():
         sidx = idx.index_select(0, slow)
-        Y = _rows(flat, sidx.reshape(-1)).reshape(len(slow), r, -1)  # (S, r, d)
         P = present.index_select(0, slow)
-        norms = _norms(Y)  # (S, r) float64
-        valid = P & torch.isfinite(norms)
-        A = torch.diag_embed(valid)  # (S, r, r): a copy agrees with itself iff valid
-        for a in range(r):
-            for b in range(a + 1, r):
-                # in the input precision (an overflow to Inf only means "far apart")
-                dist = torch.linalg.vector_norm(Y[:, a] - Y[:, b], dim=1).double()
-                tol = rtol * torch.maximum(norms[:, a], norms[:, b]) + atol
-                ok_ab = valid[:, a] & valid[:, b] & (dist <= tol)
-                A[:, a, b] = ok_ab
-                A[:, b, a] = ok_ab
+        if numpy_ok:
+            A = _agreement_cpu(flat, sidx.tolist(), P.tolist(), rtol, atol)
+        else:
+            A = _agreement(_rows(flat, sidx.reshape(-1)).reshape(len(slow), r, -1), P, rtol,
+                           atol)
         support = A.sum(dim=2)  # (S, r)
         best = torch.argmax(support, dim=1)  # first maximum: lowest copy index on ties
         winner[slow] = best
         agree[slow] = support.gather(1, best.unsqueeze(1)).squeeze(1)
-        values[slow] = Y[torch.arange(len(slow), device=dev), best]
+        moved = best != ref_idx[slow]  # values already hold each file's reference copy
+        if bool(moved.any()):
+            sl = slow[moved]
+            values[sl] = _rows(flat, sidx[moved, best[moved]])
 
     ok = agree >= rp
     winner = torch.where(ok, winner, torch.full_like(winner, -1))
