@@ -26,6 +26,7 @@ __all__ = [
     "AttackConfig",
     "StragglerConfig",
     "SchemeConfig",
+    "ByzSGDConfig",
     "RunConfig",
     "load_config",
     "parse_config",
@@ -47,6 +48,7 @@ SCHEMES = (
     "detox",
     "byzshield",
     "dstar",
+    "byzsgd",
 )
 
 
@@ -151,6 +153,32 @@ class SchemeConfig:
 
 
 @dataclass
+class ByzSGDConfig:
+    """ByzSGD's replicated servers (used when ``scheme.name`` is ``byzsgd``).
+
+    ``n_ps`` servers of which ``f_ps`` may be Byzantine (they run ``server_attack`` when the run's
+    attack is enabled); the workers are the run's ``workers``, ``f_w`` = the attack's ``q``.
+    ``server_rule``/``model_rule``/``dmc`` = ``mean``/``mean``/``false`` gives the vanilla
+    replicated baseline.
+    """
+
+    n_ps: int = 5
+    f_ps: int = 1
+    variant: Literal["async", "sync"] = "async"
+    gather_period: int | str = "auto"
+    lipschitz: float = 1.0
+    q_ps: int | None = None
+    q_w: int | None = None
+    relaxed: bool = False
+    scheduler: Literal["adversarial", "random", "first"] = "adversarial"
+    server_attack: str = "none"
+    server_attack_params: dict = field(default_factory=dict)
+    server_rule: str = "mda"
+    model_rule: Literal["median", "mean"] = "median"
+    dmc: bool = True
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -165,6 +193,7 @@ class RunConfig:
     scheme: SchemeConfig = field(default_factory=SchemeConfig)
     compare: list[SchemeConfig] = field(default_factory=list)
     compare_clean: bool = True
+    byzsgd: ByzSGDConfig = field(default_factory=ByzSGDConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,6 +345,9 @@ def _validate(cfg: RunConfig) -> RunConfig:
             raise ConfigError(f"{path}.lam: must be >= 1, got {sc.lam}")
         if not sc.vote_rtol >= 0:
             raise ConfigError(f"{path}.vote_rtol: must be >= 0, got {sc.vote_rtol}")
+    g = cfg.byzsgd.gather_period
+    if isinstance(g, str) and g != "auto" or isinstance(g, int) and g < 1:
+        raise ConfigError(f"byzsgd.gather_period: expected an integer >= 1 or 'auto', got {g!r}")
     return cfg
 
 

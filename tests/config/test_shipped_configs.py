@@ -8,6 +8,7 @@ import pytest
 
 from byzantium.config import load_config
 from byzantium.schemes import build_scheme
+from byzantium.training.byzsgd_run import byzsgd_params
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -21,5 +22,8 @@ def test_config_parses_and_builds(path: Path) -> None:
     cfg = load_config(path)
     for sc in cfg.compare or [cfg.scheme]:
         q = sc.q if sc.q is not None else cfg.attack.q
+        if sc.name == "byzsgd":
+            assert byzsgd_params(cfg, q).n_w == cfg.workers
+            continue
         scheme = build_scheme(sc, cfg, q=q)
         assert scheme.num_workers == cfg.workers

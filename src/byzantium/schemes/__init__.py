@@ -35,6 +35,7 @@ _PARTS = {
     "detox": "repetition groups of r, majority vote per group, hierarchical robust rule",
     "byzshield": "MOLS / Ramanujan assignment, majority vote per file, robust rule",
     "dstar": "first k arrivals, ensemble-median deviation filter, mean of survivors",
+    "byzsgd": "n_ps replicated servers (f_ps Byzantine): MDA at servers, CwMed at workers, DMC",
 }
 
 
@@ -125,4 +126,9 @@ def _build(sc: SchemeConfig, cfg: RunConfig, K: int, q: int, name: str) -> Any:
         f = q if sc.f == "auto" else int(sc.f)
         k = sc.k or cfg.stragglers.k or K - f
         return DStarScheme(name, K, q=q, k=k, f=f, lam=sc.lam, variant=sc.variant)
+    if sc.name == "byzsgd":
+        raise ConfigError(
+            f"scheme {name!r}: ByzSGD has no single server; it runs through "
+            "byzantium.training.byzsgd_run (byzantium train/compare dispatch to it)"
+        )
     raise ConfigError(f"scheme {name!r}: unknown scheme {sc.name!r}")

@@ -56,6 +56,12 @@ def run_training(
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     try:
+        if (scheme_cfg or cfg.scheme).name == "byzsgd":
+            from .byzsgd_run import run_byzsgd
+
+            return run_byzsgd(cfg, Path(run_dir), scheme_cfg=scheme_cfg or cfg.scheme,
+                              attack_enabled=attack_enabled, resume=resume, progress=progress,
+                              dataset=dataset, label=label)
         return _run(cfg, run_dir, scheme_cfg, attack_enabled, resume, progress, dataset, label,
                     max_steps)
     finally:

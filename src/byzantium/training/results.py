@@ -31,6 +31,8 @@ METRIC_FIELDS = (
     "dropped_files",
     "received",
     "byzantine_accepted",
+    "drift",
+    "messages",
 )
 
 
