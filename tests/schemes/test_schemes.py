@@ -7,9 +7,7 @@ import re
 import pytest
 import torch
 
-from byzantium.config import ConfigError
 from byzantium.runtime.simulator import SimulatedCluster
-from byzantium.training.data import load_dataset
 from byzantium.training.loop import run_training
 from byzantium.training.models import build_model
 
