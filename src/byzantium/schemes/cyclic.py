@@ -60,27 +60,9 @@ class CyclicScheme:
     def simulate(self, view: StepView) -> tuple[Tensor, StepInfo]:
         G = view.honest
         Y = self.code.encode(G.to(torch.float64))
-        byz = view.byzantine & view.received
         R = Y.clone()
-        if byz.any() and view.attack is not None:
-            byz_ids = torch.nonzero(byz).flatten()
-            honest = ~view.byzantine & view.received
-            if view.data_level:
-                parts = torch.tensor([self.assignment.files_of[j] for j in byz_ids.tolist()])
-                flipped = view.attack(None, parts.flatten()).to(torch.float64)
-                flipped = flipped.view(len(byz_ids), self.code.r, -1)
-                for t, j in enumerate(byz_ids.tolist()):
-                    R[j] = self.code.encode_worker(j, flipped[t])
-            else:
-                ctx = AttackContext(
-                    honest=_real_view(Y[honest]),
-                    own=_real_view(Y[byz_ids]),
-                    n=self.num_workers,
-                    num_byzantine=int(byz.sum()),
-                    rule=None,
-                    generator=view.generator,
-                )
-                R[byz_ids] = _complex_view(view.attack(ctx, byz_ids))
+        for j, row in self._attack_rows(view, Y).items():
+            R[j] = row
         missing = ~view.received
         if missing.any():
             R[missing] = 0
@@ -115,33 +97,33 @@ class CyclicScheme:
         """What each Byzantine worker of ``view`` sends (complex128 ``(d,)``): the rows
         :meth:`simulate` writes into ``R`` (same attack call, same context), or the honest
         encoding for a Byzantine worker that is not received in ``view``."""
-        G = view.honest
-        Y = self.code.encode(G.to(torch.float64))
-        byz = view.byzantine & view.received
+        Y = self.code.encode(view.honest.to(torch.float64))
         out = {j: Y[j].clone() for j in torch.nonzero(view.byzantine).flatten().tolist()}
+        out.update(self._attack_rows(view, Y))
+        return out
+
+    def _attack_rows(self, view: StepView, Y: Tensor) -> dict[int, Tensor]:
+        """The received Byzantine workers' messages under the attack (complex128), by worker."""
+        byz = view.byzantine & view.received
         if not (byz.any() and view.attack is not None):
-            return out
-        byz_ids = torch.nonzero(byz).flatten()
-        if view.data_level:
-            parts = torch.tensor([self.assignment.files_of[j] for j in byz_ids.tolist()])
+            return {}
+        ids = torch.nonzero(byz).flatten()
+        if view.data_level:  # honest encodings of gradients on corrupted labels
+            parts = torch.tensor([self.assignment.files_of[j] for j in ids.tolist()])
             flipped = view.attack(None, parts.flatten()).to(torch.float64)
-            flipped = flipped.view(len(byz_ids), self.code.r, -1)
-            for t, j in enumerate(byz_ids.tolist()):
-                out[j] = self.code.encode_worker(j, flipped[t])
-            return out
+            flipped = flipped.view(len(ids), self.code.r, -1)
+            return {j: self.code.encode_worker(j, flipped[t]) for t, j in enumerate(ids.tolist())}
         honest = ~view.byzantine & view.received
         ctx = AttackContext(
             honest=_real_view(Y[honest]),
-            own=_real_view(Y[byz_ids]),
+            own=_real_view(Y[ids]),
             n=self.num_workers,
             num_byzantine=int(byz.sum()),
             rule=None,
             generator=view.generator,
         )
-        rows = _complex_view(view.attack(ctx, byz_ids))
-        for t, j in enumerate(byz_ids.tolist()):
-            out[j] = rows[t]
-        return out
+        rows = _complex_view(view.attack(ctx, ids))
+        return {j: rows[t] for t, j in enumerate(ids.tolist())}
 
     def server_aggregate(
         self,

@@ -54,17 +54,9 @@ class DStarScheme:
         is_byz = view.byzantine[order]
         X = G[order].clone()
         g_v = view.validation() if view.validation is not None else None
-        if is_byz.any() and view.attack is not None:
-            files = order[is_byz]
-            ctx = AttackContext(
-                honest=X[~is_byz],
-                own=G[files],
-                n=int(order.numel()),
-                num_byzantine=int(is_byz.sum()),
-                rule=lambda stack: self._filter(stack, g_v).gradient,
-                generator=view.generator,
-            )
-            X[is_byz] = view.attack(ctx, files).to(X.dtype)
+        rows = self._attack_rows(view, g_v)
+        if rows is not None:
+            X[is_byz] = rows.to(X.dtype)
         res = self._filter(X, g_v)
         accepted_byz = int((res.accepted & is_byz).sum())
         info = StepInfo(
@@ -99,24 +91,31 @@ class DStarScheme:
         out = {w: G[w].to(torch.float32).clone()
                for w in torch.nonzero(view.byzantine).flatten().tolist()}
         order = view.arrival_order
+        g_v = view.validation() if view.validation is not None else None
+        rows = self._attack_rows(view, g_v)
+        if rows is None:
+            return out
+        for t, w in enumerate(order[view.byzantine[order]].tolist()):
+            out[w] = rows[t].to(torch.float32)
+        return out
+
+    def _attack_rows(self, view: StepView, g_v: Tensor | None) -> Tensor | None:
+        """The Byzantine arrivals' vectors (in arrival order), or None without an attack."""
+        order = view.arrival_order
         is_byz = view.byzantine[order]
         if not (is_byz.any() and view.attack is not None):
-            return out
-        X = G[order].clone()
-        g_v = view.validation() if view.validation is not None else None
+            return None
+        G = view.honest
         files = order[is_byz]
         ctx = AttackContext(
-            honest=X[~is_byz],
+            honest=G[order[~is_byz]],
             own=G[files],
             n=int(order.numel()),
             num_byzantine=int(is_byz.sum()),
             rule=lambda stack: self._filter(stack, g_v).gradient,
             generator=view.generator,
         )
-        rows = view.attack(ctx, files).to(torch.float32)
-        for t, w in enumerate(files.tolist()):
-            out[w] = rows[t]
-        return out
+        return view.attack(ctx, files)
 
     def server_aggregate(
         self,

@@ -132,27 +132,9 @@ class VoteScheme:
     def simulate(self, view: StepView) -> tuple[Tensor, StepInfo]:
         G = view.honest
         wo = self.workers_of
-        is_byz = view.byzantine[wo]  # (files, r)
         present = view.received[wo]
-        byz_in = is_byz & present
-        n_byz = byz_in.sum(1)
-        n_hon = (~is_byz & present).sum(1)
-        will_lose = n_byz >= self.majority
-        no_majority = (~will_lose) & (n_hon < self.majority)
-        honest_wins = ~will_lose & ~no_majority
-
-        slots = torch.nonzero(byz_in.any(1)).flatten()  # files that carry a Byzantine copy
-        values = None
-        if slots.numel() and view.attack is not None:
-            ctx = AttackContext(
-                honest=G[honest_wins],
-                own=G[slots],
-                n=int(honest_wins.sum() + will_lose.sum()),
-                num_byzantine=int(will_lose.sum()),
-                rule=self.aggregator,
-                generator=view.generator,
-            )
-            values = view.attack(ctx, slots)
+        byz_in = view.byzantine[wo] & present  # (files, r): received Byzantine copies
+        slots, values = self._attack_values(view)
 
         contested = ~present.all(1)
         if values is not None:
