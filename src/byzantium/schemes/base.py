@@ -78,3 +78,22 @@ class Scheme(Protocol):
     def describe(self) -> dict[str, Any]:
         """Static facts for the run summary (assignment, r, load, c_max...)."""
         ...
+
+    # ---- real messages (the distributed runtime; see byzantium.runtime.distributed)
+    def worker_message(self, worker: int, file_grads: Tensor) -> Tensor:
+        """What an honest worker sends, from its files' gradients (identity stack or encoding)."""
+        ...
+
+    def byzantine_messages(self, view: StepView) -> dict[int, Tensor]:
+        """What each Byzantine worker sends at the step of ``view`` (the simulator's attack)."""
+        ...
+
+    def server_aggregate(
+        self, messages: Tensor, received: Tensor, *, step: int, **kw: Any
+    ) -> tuple[Tensor, StepInfo]:
+        """Decode and aggregate the validated messages the server received."""
+        ...
+
+    def check_live(self, alive: Tensor) -> str | None:
+        """Why the scheme's guarantee no longer holds with only the ``alive`` workers, or None."""
+        ...
