@@ -38,11 +38,10 @@ import numpy as np
 from torch import Tensor
 
 from ._distances import sq_distances_numpy, weighted_sum_of_rows
-from .registry import Constraint, rule
+from .registry import N_GT_2F, rule
 
 __all__ = ["caf", "caf_weights"]
 
-N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
 
 
 def _top_eigen(dist: np.ndarray, c: np.ndarray) -> tuple[float, np.ndarray]:

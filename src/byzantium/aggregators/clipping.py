@@ -35,7 +35,7 @@ from ._select import (
     select_map,
     uses_numpy_path,
 )
-from .registry import Constraint, ConstraintError, rule
+from .registry import N_GT_2F, ConstraintError, rule
 
 __all__ = ["centered_clipping"]
 
@@ -158,7 +158,7 @@ def _check_start(start: Any, x: Tensor) -> Tensor | None:
 
 @rule(
     "centered_clipping",
-    constraint=Constraint("n > 2f", lambda n, f: n > 2 * f),
+    constraint=N_GT_2F,
     summary="v <- v + mean_i clip(x_i - v, tau), L iterations from the coordinate median "
     "(or a given start, e.g. the previous aggregate)",
     reference="Karimireddy, He, Jaggi, Learning from history for Byzantine robust optimization, "

@@ -23,11 +23,10 @@ from ._select import (
     sort_rows,
     uses_numpy_path,
 )
-from .registry import Constraint, ConstraintError, rule
+from .registry import N_GT_2F, ConstraintError, rule
 
 __all__ = ["mean", "median", "trimmed_mean", "meamed", "N_GT_2F"]
 
-N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
 
 
 @rule("mean", summary="arithmetic mean (no robustness; f = 0)")

@@ -32,11 +32,10 @@ import torch
 from torch import Tensor
 
 from ._distances import sq_distances_and_gram, weighted_sum_of_rows
-from .registry import AggregatorError, Constraint, drop_nonfinite_rows, rule, validate_stack
+from .registry import N_GT_2F, AggregatorError, drop_nonfinite_rows, rule, validate_stack
 
 __all__ = ["geometric_median", "geometric_median_with_info", "GeometricMedianInfo"]
 
-N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
 
 
 @dataclass(frozen=True)

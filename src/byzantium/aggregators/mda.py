@@ -27,11 +27,10 @@ import numpy as np
 from torch import Tensor
 
 from ._distances import mean_of_rows, sq_distances_numpy
-from .registry import AggregatorError, Constraint, rule
+from .registry import N_GT_2F, AggregatorError, rule
 
 __all__ = ["mda", "mda_subset"]
 
-N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
 DEFAULT_MAX_COST = 1e8
 
 

@@ -19,9 +19,9 @@ from ._select import (
 )
 from .preagg import _check_generator, _permutation, group_means, group_weights
 from .registry import (
+    N_GT_2F,
     REGISTRY,
     AggregatorError,
-    Constraint,
     ConstraintError,
     _all_finite,
     drop_nonfinite_rows,
@@ -90,7 +90,7 @@ def _median_of_means_blocked(grads: Tensor, weights: Tensor) -> Tensor:
 
 @rule(
     "median_of_means",
-    constraint=Constraint("n > 2f", lambda n, f: n > 2 * f),
+    constraint=N_GT_2F,
     summary="means of consecutive (optionally shuffled) groups, then their coordinate or "
     "geometric median; needs groups > 2f",
     reference="Minsker 2015 (geometric median of means); Chen, Su, Xu, Distributed statistical "

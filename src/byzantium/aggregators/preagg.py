@@ -19,16 +19,15 @@ import torch
 from torch import Tensor
 
 from ._distances import pairwise_sq_distances
-from .registry import Constraint, ConstraintError, preaggregation
+from .registry import N_GT_2F, ConstraintError, preaggregation
 
 __all__ = ["nnm", "bucketing", "clip"]
 
-_N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
 
 
 @preaggregation(
     "nnm",
-    constraint=_N_GT_2F,
+    constraint=N_GT_2F,
     maps_nf=lambda n, f, p: (n, f),
     summary="nearest-neighbour mixing: each input -> mean of its n-f nearest inputs (itself included)",
     reference="Allouah et al., Fixing by mixing: a recipe for optimal Byzantine ML under "

@@ -31,6 +31,8 @@ __all__ = [
     "ConstraintError",
     "NonFiniteError",
     "Constraint",
+    "ANY",
+    "N_GT_2F",
     "Entry",
     "REGISTRY",
     "rule",
@@ -72,6 +74,8 @@ class Constraint:
 
 
 ANY = Constraint("n >= 1", lambda n, f: n >= 1)
+N_GT_2F = Constraint("n > 2f", lambda n, f: n > 2 * f)
+"""An honest strict majority: the constraint of most rules (median, trimmed mean, MDA, ...)."""
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,15 @@ def _check_generator(where: str, generator: Any) -> None:
         )
 
 
+def _start(
+    where: str, step: int, generator: Any, base_time: float, num_workers: int, load: Any
+) -> Tensor:
+    """The checks every delay model's ``sample`` starts with; returns the base times ``c_i``."""
+    _check_step(where, step)
+    _check_generator(where, generator)
+    return _base_times(where, base_time, num_workers, load)
+
+
 def _exp(n: int, rate: float, generator: torch.Generator) -> Tensor:
     return torch.empty(n, dtype=torch.float64).exponential_(rate, generator=generator)
 
@@ -181,9 +190,7 @@ class NoDelay:
     def sample(
         self, step: int, generator: torch.Generator, num_workers: int, load: Any = None
     ) -> Tensor:
-        _check_step(self.name, step)
-        _check_generator(self.name, generator)
-        return _base_times(self.name, float(self.base_time), num_workers, load)
+        return _start(self.name, step, generator, float(self.base_time), num_workers, load)
 
     def mean(self) -> float:
         """Expected latency per unit of load."""
@@ -208,9 +215,7 @@ class ExponentialDelay:
     def sample(
         self, step: int, generator: torch.Generator, num_workers: int, load: Any = None
     ) -> Tensor:
-        _check_step(self.name, step)
-        _check_generator(self.name, generator)
-        c = _base_times(self.name, float(self.base_time), num_workers, load)
+        c = _start(self.name, step, generator, float(self.base_time), num_workers, load)
         return c * _exp(c.shape[0], float(self.rate), generator)
 
     def mean(self) -> float:
@@ -239,9 +244,7 @@ class ShiftedExponentialDelay:
     def sample(
         self, step: int, generator: torch.Generator, num_workers: int, load: Any = None
     ) -> Tensor:
-        _check_step(self.name, step)
-        _check_generator(self.name, generator)
-        c = _base_times(self.name, float(self.base_time), num_workers, load)
+        c = _start(self.name, step, generator, float(self.base_time), num_workers, load)
         return c * (1.0 + _exp(c.shape[0], float(self.mu), generator))
 
     def mean(self) -> float:
@@ -272,9 +275,7 @@ class ParetoDelay:
     def sample(
         self, step: int, generator: torch.Generator, num_workers: int, load: Any = None
     ) -> Tensor:
-        _check_step(self.name, step)
-        _check_generator(self.name, generator)
-        c = _base_times(self.name, float(self.base_time), num_workers, load)
+        c = _start(self.name, step, generator, float(self.base_time), num_workers, load)
         u = 1.0 - torch.rand(c.shape[0], dtype=torch.float64, generator=generator)  # (0, 1]
         return c * float(self.scale) * u.pow(-1.0 / float(self.alpha))
 
