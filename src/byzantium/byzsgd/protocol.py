@@ -27,6 +27,7 @@ __all__ = [
     "combine_models",
     "server_aggregate",
     "sgd_step",
+    "server_update",
     "dmc_gather",
     "drift",
     "lipschitz_coefficient",
@@ -63,6 +64,26 @@ def server_aggregate(grads: Tensor, f_w: int, rule: str = "mda") -> Tensor:
 def sgd_step(theta: Tensor, grad: Tensor, lr: float) -> Tensor:
     """Server step S4: :math:`\\theta - \\eta G` (plain SGD; a new tensor)."""
     return theta - lr * grad
+
+
+def server_update(
+    theta: Tensor, buf: Tensor | None, grad: Tensor, lr: float, *, momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> tuple[Tensor, Tensor | None]:
+    r"""Server step S4 with optional weight decay and heavy-ball momentum, as ``torch.optim.SGD``:
+    :math:`u = G + \lambda\theta`, :math:`b \leftarrow \mu b + u` (``b = u`` at the first step,
+    ``buf is None``), :math:`\theta \leftarrow \theta - \eta b`. Returns ``(theta, buf)`` (new
+    tensors; ``buf`` stays ``None`` without momentum).
+
+    ``momentum = weight_decay = 0`` is the paper's plain SGD (:func:`sgd_step`, bit for bit).
+    With momentum each server keeps its own buffer, which DMC does not contract (spec P12: a
+    documented deviation from the paper, whose servers run plain SGD).
+    """
+    u = grad if weight_decay == 0.0 else grad + weight_decay * theta
+    if momentum == 0.0:
+        return sgd_step(theta, u, lr), None
+    buf = u.clone() if buf is None else momentum * buf + u
+    return theta - lr * buf, buf
 
 
 def dmc_gather(own: Tensor, received: Tensor, f_ps: int) -> Tensor:
