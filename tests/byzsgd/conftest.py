@@ -16,3 +16,9 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def logistic():
     return load_dataset("logistic", train_size=2000, seed=0, dim=20, num_classes=2)
+
+
+@pytest.fixture(scope="session")
+def mnist1d():
+    # MNIST-1D (10 classes, length-40 signals), 3000 training / 1000 test examples
+    return load_dataset("mnist1d", train_size=3000, seed=0)

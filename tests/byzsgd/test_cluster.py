@@ -192,3 +192,109 @@ def test_vanilla_baseline_diverges_without_crashing(logistic):
     c = ByzSGDCluster(p, logistic, lr=0.1, batch_size=8, worker_attack="nan")
     c.run(3)
     assert torch.isfinite(c.correct_models()).all()
+
+
+# ------------------------------------------------------------------ momentum / weight decay (P12)
+
+
+def test_momentum_matches_torch_sgd_on_the_mean_gradient(logistic):
+    """n_ps = 1, f = 0, q = n, "first" arrivals: the server is torch.optim.SGD (momentum 0.9,
+    weight decay) applied to the mean of the same workers' gradients, step for step."""
+    p = ByzSGDParams(n_ps=1, f_ps=0, n_w=4, f_w=0, gather_period=3)
+    c = ByzSGDCluster(p, logistic, lr=0.1, batch_size=8, scheduler="first", momentum=0.9,
+                      weight_decay=0.01, seed=2)
+    model = build_model("logreg", logistic, seed=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    params = list(model.parameters())
+    for t in range(10):
+        c.step()
+        x, y = c.files(t)
+        g = per_file_gradients(model, loss_fn(logistic), x, y).mean(0)
+        off = 0
+        for q in params:
+            q.grad = g[off:off + q.numel()].view_as(q).clone()
+            off += q.numel()
+        opt.step()
+        assert torch.allclose(c.models[0], flat_params(model), atol=1e-6, rtol=1e-5), t
+    # momentum changed the trajectory: plain SGD from the same start differs
+    plain = ByzSGDCluster(p, logistic, lr=0.1, batch_size=8, scheduler="first", seed=2)
+    plain.run(10)
+    assert (plain.models[0] - c.models[0]).norm() > 1e-3
+    assert c.buffers is not None and c.buffers.shape == (1, c.d)
+
+
+def test_momentum_buffers_are_per_server_and_not_contracted(logistic):
+    """DMC medians the parameters only: a gather leaves every server's buffer as it was."""
+    p = ByzSGDParams(**P_ASYNC, gather_period=1000)
+    c = ByzSGDCluster(p, logistic, lr=0.1, batch_size=8, server_attack="random", worker_attack="alie",
+                      scheduler="random", momentum=0.9)
+    c.run(3)
+    bufs = c.buffers.clone()
+    assert not torch.equal(bufs[0], bufs[1])  # servers counted different gradient quorums
+    assert torch.equal(bufs[4], torch.zeros(c.d))  # the Byzantine server's row is unused
+    c.gather(3)
+    assert torch.equal(c.buffers, bufs)
+
+
+def test_momentum_argument_errors(logistic):
+    p = ByzSGDParams(**P_ASYNC)
+    with pytest.raises(ByzSGDError, match=r"momentum must be a number in \[0, 1.0\), got momentum=1.0"):
+        ByzSGDCluster(p, logistic, momentum=1.0)
+    with pytest.raises(ByzSGDError, match="weight_decay must be a number"):
+        ByzSGDCluster(p, logistic, weight_decay=-0.1)
+
+
+# ------------------------------------------------------------------ state_dict / load_state_dict
+
+
+@pytest.mark.parametrize("variant,server_attack", [("async", "stale"), ("sync", "reverse")])
+def test_state_dict_resume_is_bit_identical(logistic, variant, server_attack):
+    """8 steps equal 4 steps, a save (through torch.save / weights_only load) into a fresh
+    cluster, and 4 more: models, buffers, history and filter state all restored."""
+    import io
+
+    p = ByzSGDParams(**P_ASYNC, gather_period=3, variant=variant)
+    kw = dict(lr=0.1, batch_size=8, server_attack=server_attack, server_attack_params={},
+              worker_attack="alie", scheduler="random", momentum=0.5, weight_decay=1e-3, seed=7)
+    if server_attack == "stale":
+        kw["server_attack_params"] = {"tau": 2}
+    full = ByzSGDCluster(p, logistic, **kw)
+    ms_full = full.run(8)
+    half = ByzSGDCluster(p, logistic, **kw)
+    half.run(4)
+    buf = io.BytesIO()
+    torch.save(half.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    half.step()  # the saved state is a copy: later steps do not alter it
+    assert state["t"] == 4
+    resumed = ByzSGDCluster(p, logistic, **kw)
+    resumed.load_state_dict(state)
+    ms = resumed.run(4)
+    assert torch.equal(resumed.models, full.models) and torch.equal(resumed.buffers, full.buffers)
+    assert [m["drift"] for m in ms] == [m["drift"] for m in ms_full[4:]]
+    assert [m["loss"] for m in ms] == [m["loss"] for m in ms_full[4:]]
+    if variant == "sync":
+        assert resumed.lip_history == full.lip_history and any(full.lip_history)
+        assert torch.equal(resumed.grad_prev, full.grad_prev)
+    else:
+        assert len(resumed.history) == len(full.history) == 8
+
+
+def test_load_state_dict_errors(logistic):
+    p = ByzSGDParams(**P_ASYNC, gather_period=3)
+    c = ByzSGDCluster(p, logistic, lr=0.1, batch_size=8, momentum=0.9)
+    c.run(2)
+    state = c.state_dict()
+    with pytest.raises(ByzSGDError, match="not a ByzSGD cluster state"):
+        c.load_state_dict({"model": state["models"]})
+    other = ByzSGDCluster(ByzSGDParams(n_ps=8, f_ps=2, n_w=7, f_w=2, gather_period=3), logistic,
+                          lr=0.1, momentum=0.9)
+    with pytest.raises(ByzSGDError, match="the state has n_ps=5, this cluster n_ps=8"):
+        other.load_state_dict(state)
+    plain = ByzSGDCluster(p, logistic, lr=0.1, batch_size=8)
+    with pytest.raises(ByzSGDError, match=r"buffers of shape \(5, 42\) do not fit .* \(momentum=0.0"):
+        plain.load_state_dict(state)
+    plain.run(2)
+    with pytest.raises(ByzSGDError, match="no momentum buffers at t=2"):
+        c.load_state_dict(plain.state_dict())

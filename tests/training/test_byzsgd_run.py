@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from byzantium.config import ConfigError, parse_config
+from byzantium.training.byzsgd_run import build_byzsgd_cluster, run_byzsgd
+from byzantium.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from byzantium.training.data import load_dataset
 from byzantium.training.loop import run_training
+from byzantium.training.results import read_metrics
 
 
 def _cfg(**byz):
@@ -38,3 +43,90 @@ def test_byzsgd_bounds_are_config_errors(tmp_path) -> None:
         run_training(_cfg(n_ps=4), tmp_path / "r", progress=False)
     with pytest.raises(ConfigError, match="gather_period"):
         _cfg(gather_period=0)
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _final_state(run_dir):
+    return load_checkpoint(latest_checkpoint(run_dir))
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, one_thread) -> None:
+    """8 steps == 4 steps (interrupted; checkpoint at the stop) + resume to 8, bit for bit:
+    models, momentum buffers and the metrics rows (wall time aside)."""
+    cfg = _cfg(server_attack="stale", gather_period=3)
+    cfg.training.steps, cfg.training.checkpoint_every = 8, 3
+    cfg.optim.momentum, cfg.optim.weight_decay = 0.9, 1e-3
+    full = run_byzsgd(cfg, tmp_path / "full", scheme_cfg=cfg.scheme, progress=False)
+    part = run_byzsgd(cfg, tmp_path / "res", scheme_cfg=cfg.scheme, progress=False, max_steps=4)
+    assert part["steps_completed"] == 4 and not part["completed"]
+    assert sorted(p.name for p in (tmp_path / "res" / "checkpoints").iterdir()) == [
+        "step_0000003.pt", "step_0000004.pt"]
+    done = run_byzsgd(cfg, tmp_path / "res", scheme_cfg=cfg.scheme, progress=False, resume=True)
+    assert done["completed"] and done["steps_completed"] == 8
+    a, b = _final_state(tmp_path / "full")["byzsgd"], _final_state(tmp_path / "res")["byzsgd"]
+    assert a["t"] == b["t"] == 8
+    assert torch.equal(a["models"], b["models"]) and torch.equal(a["buffers"], b["buffers"])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    ra, rb = read_metrics(tmp_path / "full" / "metrics.csv"), read_metrics(tmp_path / "res" / "metrics.csv")
+    assert [r["step"] for r in rb] == list(range(8))
+    assert strip(ra) == strip(rb)
+    for k in ("final_test_accuracy", "max_drift", "drift_pre_gather_mean", "drift_post_gather_mean",
+              "gathers", "messages_per_step", "optimizer"):
+        assert full[k] == done[k], k
+    assert full["gathers"] == 2  # steps 2 and 5 (T = 3)
+
+
+def test_resume_without_checkpoint_starts_afresh_and_foreign_checkpoint_is_an_error(
+        tmp_path, one_thread) -> None:
+    cfg = _cfg()
+    cfg.training.steps = 2
+    s = run_byzsgd(cfg, tmp_path / "r", scheme_cfg=cfg.scheme, progress=False, resume=True)
+    assert s["steps_completed"] == 2  # as the single-server loop: nothing to resume, start at 0
+    save_checkpoint(tmp_path / "x", 1, {"model": {}, "optimizer": {}})
+    with pytest.raises(ConfigError, match="not a ByzSGD checkpoint"):
+        run_byzsgd(cfg, tmp_path / "x", scheme_cfg=cfg.scheme, progress=False, resume=True)
+    other = _cfg(n_ps=8, f_ps=2)
+    other.training.steps = 2
+    with pytest.raises(ConfigError, match="cannot use .* n_ps=5, this cluster n_ps=8"):
+        run_byzsgd(other, tmp_path / "r", scheme_cfg=other.scheme, progress=False, resume=True)
+
+
+def test_drift_plot_and_contraction_summary(tmp_path) -> None:
+    """Random-model Byzantine server, random arrivals: drift.png is written and the measured
+    contraction is real: the mean drift right after the gathers is below the mean before."""
+    cfg = _cfg(server_attack="random", gather_period=3, scheduler="random")
+    cfg.training.steps = 12
+    s = run_training(cfg, tmp_path / "r", progress=False)
+    png = tmp_path / "r" / "drift.png"
+    assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert s["gathers"] == 4 and s["gather_period"] == 3
+    assert 0 < s["drift_post_gather_mean"] < s["drift_pre_gather_mean"]
+    assert s["gather_contraction"] == pytest.approx(s["drift_post_gather_mean"] / s["drift_pre_gather_mean"])
+    rows = read_metrics(tmp_path / "r" / "metrics.csv")
+    assert s["max_drift"] == max(r["drift"] for r in rows) > 0
+    assert s["max_drift_pre_gather"] >= s["max_drift"]
+    assert s["optimizer"] == "sgd" and s["momentum"] == 0.0
+
+
+def test_build_byzsgd_cluster(tmp_path) -> None:
+    cfg = _cfg()
+    cfg.optim.momentum, cfg.optim.weight_decay = 0.9, 5e-4
+    ds = load_dataset("logistic", train_size=600, dim=10, num_classes=3)
+    c = build_byzsgd_cluster(cfg, ds, scheme_cfg=cfg.scheme)
+    assert c.momentum == 0.9 and c.weight_decay == 5e-4
+    assert c.byz_w == [5, 6] and c.byz_ps == [4] and c.params.f_w == 2
+    assert c.info["optimizer"] == "sgd+momentum 0.9 (per-server buffers, not contracted), weight_decay 0.0005"
+    assert c.info["attack"] == "reversed" and c.info["server_attack"] == "reverse"
+    clean = build_byzsgd_cluster(cfg, ds, scheme_cfg=cfg.scheme, attack_enabled=False)
+    assert clean.byz_w == [] and clean.byz_ps == [] and clean.params.f_w == 2  # declared bound kept
+    assert clean.info["attack"] == clean.info["server_attack"] == "none"
+    cfg.training.batch_size = 6
+    with pytest.raises(ConfigError, match="batch_size: 6 gives no sample per ByzSGD worker"):
+        build_byzsgd_cluster(cfg, ds, scheme_cfg=cfg.scheme)

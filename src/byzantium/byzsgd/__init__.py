@@ -18,6 +18,7 @@ from .protocol import (
     predicted_model,
     push_history,
     server_aggregate,
+    server_update,
     sgd_step,
 )
 from .scheduler import SCHEDULERS, choose_senders
@@ -44,5 +45,6 @@ __all__ = [
     "push_history",
     "server_aggregate",
     "server_attack_names",
+    "server_update",
     "sgd_step",
 ]

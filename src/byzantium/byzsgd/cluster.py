@@ -12,8 +12,10 @@ One step ``t`` (dstar_byzsgd.md §2.3; synchronous variant §2.7):
    identical models share one vectorised pass (:func:`per_file_gradients`).
 3. **Push.** Every worker sends to every server; Byzantine workers send what the worker attack
    (:mod:`byzantium.attacks`) makes for *that* server. Each correct server counts ``q_w``
-   gradients (scheduler), aggregates them with ``MDA_{f_w}`` and takes a plain SGD step
-   (faithful mode: no momentum, so there is no optimizer state to contract, P12).
+   gradients (scheduler), aggregates them with ``MDA_{f_w}`` and takes an SGD step
+   (:func:`~.protocol.server_update`): plain SGD by default, the paper's faithful mode; with
+   ``momentum`` / ``weight_decay`` as ``torch.optim.SGD``, each server keeping its own momentum
+   buffer (spec P12).
 4. **Gather** when ``(t + 1) mod T == 0``: each correct server takes the CwMed of ``q_ps``
    models, its own included (DMC).
 
@@ -22,6 +24,16 @@ an attack is set); a Byzantine server's "own" model is the mean of the correct s
 Byzantine workers compute an honest gradient (their ``own``) like correct ones. Sync variant:
 silent nodes are known faulty after the timeout, so a median over ``m`` received models uses
 ``f = max(0, f - (n - m))``. All randomness comes from ``seeding.generator(seed, stream, t)``.
+
+Momentum (P12, a documented deviation): DMC takes the median of the *parameters* only; the
+momentum buffers stay per server and are not contracted (the paper's servers run plain SGD and
+have no optimizer state). The sync variant's outliers filter predicts a plain SGD step
+(``theta_prev - lr * g_prev``); with momentum honest servers move further than it predicts, which
+can only cause fallbacks (messages), never accept a Byzantine model more easily.
+
+State: :meth:`ByzSGDCluster.state_dict` / :meth:`~ByzSGDCluster.load_state_dict` hold everything
+a step changes (step, models, momentum buffers, the stale-replay history, the sync workers'
+filter state); with the stateless per-step generators that makes a resumed run bit-identical.
 """
 
 from __future__ import annotations
@@ -51,7 +63,7 @@ from .protocol import (
     predicted_model,
     push_history,
     server_aggregate,
-    sgd_step,
+    server_update,
 )
 from .scheduler import SCHEDULERS, choose_senders
 from .servers import ServerAttackContext, get_server_attack
@@ -75,6 +87,9 @@ class ByzSGDCluster:
         scheduler: ``"adversarial"`` (default), ``"random"`` or ``"first"`` (:mod:`.scheduler`).
         server_rule / model_rule / dmc: ``"mda"`` / ``"median"`` / ``True`` is ByzSGD;
             ``"mean"`` / ``"mean"`` / ``False`` is the vanilla replicated baseline.
+        momentum / weight_decay: the servers' update, as ``torch.optim.SGD`` (0 / 0: the paper's
+            plain SGD, bit for bit). Momentum buffers are kept per server, ``(n_ps, d)``, and are
+            not contracted by DMC (P12).
     """
 
     def __init__(
@@ -93,6 +108,8 @@ class ByzSGDCluster:
         server_rule: str = "mda",
         model_rule: str = "median",
         dmc: bool = True,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
         model_kwargs: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
@@ -102,6 +119,10 @@ class ByzSGDCluster:
             raise ByzSGDError(f"ByzSGDCluster: scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         if model_rule not in ("median", "mean"):
             raise ByzSGDError(f"ByzSGDCluster: model_rule must be 'median' or 'mean', got {model_rule!r}")
+        for name, v, hi in (("momentum", momentum, 1.0), ("weight_decay", weight_decay, math.inf)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v < hi):
+                raise ByzSGDError(f"ByzSGDCluster: {name} must be a number in [0, {hi}), got {name}={v!r}")
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.params, self.dataset, self.seed = params, dataset, int(seed)
         self.lr_fn: Callable[[int], float] = lr if callable(lr) else (lambda t, _lr=float(lr): _lr)
         self.T = params.resolve_period(self.lr_fn(0))
@@ -112,6 +133,8 @@ class ByzSGDCluster:
         self.d = theta0.numel()
         n_ps, n_w = params.n_ps, params.n_w
         self.models = theta0[None].repeat(n_ps, 1)
+        # per-server heavy-ball buffers (n_ps, d); None until the first momentum step (P12)
+        self.buffers: Tensor | None = None
         nb_ps = params.f_ps if server_attack is not None else 0
         nb_w = params.f_w if worker_attack is not None else 0
         self.byz_ps = list(range(n_ps - nb_ps, n_ps))
@@ -131,6 +154,9 @@ class ByzSGDCluster:
         self.grad_prev: Tensor | None = None
         self.lip_history: list[list[float]] = [[] for _ in range(n_w)]
         self.t = 0
+        # what a run records about how the cluster was built (attack on/off, q, optimizer); set
+        # by byzantium.training.byzsgd_run.build_byzsgd_cluster, free-form otherwise
+        self.info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
     def files(self, t: int) -> tuple[Tensor, Tensor]:
@@ -214,7 +240,8 @@ class ByzSGDCluster:
                        "rejected_lipschitz": 0, "rejected_outliers": 0, "rejected_outliers_honest": 0,
                        "timeouts": 0, "fallbacks": 0},
         }
-        self.history.append(self.models[self.correct_ps].mean(dim=0))
+        if self.server_attack is not None:  # only a Byzantine server reads it (stale replay)
+            self.history.append(self.models[self.correct_ps].mean(dim=0))
         sync_normal = p.variant == "sync" and t % self.T != 0 and self.theta_prev is not None
         if sync_normal:
             thetas, grads, loss = self._sync_pull(t, lr, x, y, stats)
@@ -240,6 +267,9 @@ class ByzSGDCluster:
         own = grads[self.byz_w]
         g_sched = generator(self.seed, "byzsgd.schedule.push", t)
         new = self.models.clone()
+        bufs = None
+        if self.momentum != 0.0:
+            bufs = self.buffers.clone() if self.buffers is not None else torch.zeros_like(self.models)
         for s in self.correct_ps:
             rows = grads
             if self.worker_attack is not None:
@@ -251,8 +281,13 @@ class ByzSGDCluster:
                 rows[self.byz_w] = self.worker_attack(ctx)
             chosen = choose_senders(range(p.n_w), self.byz_w, p.quorum_w, self.scheduler, g_sched)
             agg = server_aggregate(rows[chosen], self._f_eff(p.f_w, p.n_w, p.n_w), self.server_rule)
-            new[s] = sgd_step(self.models[s], agg, lr)
+            buf = self.buffers[s] if self.buffers is not None else None
+            new[s], buf = server_update(self.models[s], buf, agg, lr, momentum=self.momentum,
+                                        weight_decay=self.weight_decay)
+            if bufs is not None and buf is not None:
+                bufs[s] = buf
         self.models = new
+        self.buffers = bufs
         stats["messages"]["push"] += p.n_w * p.n_ps
 
     def gather(self, t: int, stats: dict[str, Any] | None = None) -> None:
@@ -328,6 +363,59 @@ class ByzSGDCluster:
             thetas[reject] = self._full_pull(t, reject, stats, tag="fallback")
             grads[reject], losses[reject] = self._gradients(thetas[reject], reject, x, y)
         return thetas, grads, float(losses[self.correct_w].mean())
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`step` changes, as tensors and plain lists/ints (``torch.save`` with
+        ``weights_only`` loading): step ``t``, the servers' models and momentum buffers, the
+        stale-replay history, and the sync workers' previous model/gradient and Lipschitz
+        histories. Copies, so later steps do not alter a saved state."""
+        def cp(v: Tensor | None) -> Tensor | None:
+            return None if v is None else v.clone()
+
+        return {
+            "kind": "byzsgd", "t": self.t, "n_ps": self.params.n_ps, "n_w": self.params.n_w,
+            "d": self.d, "T": self.T, "models": self.models.clone(), "buffers": cp(self.buffers),
+            "history": [h.clone() for h in self.history], "theta_prev": cp(self.theta_prev),
+            "grad_prev": cp(self.grad_prev), "lip_history": [list(h) for h in self.lip_history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of a cluster built with the same parameters; a state of
+        another shape (``n_ps``, ``n_w``, ``d``, ``T``) or without momentum buffers where this
+        cluster uses momentum (and vice versa) raises :class:`ByzSGDError` naming the field."""
+        where = "ByzSGDCluster.load_state_dict"
+        kind = state.get("kind") if isinstance(state, dict) else type(state).__name__
+        if kind != "byzsgd":
+            raise ByzSGDError(f"{where}: not a ByzSGD cluster state (kind={kind!r})")
+        for key, mine in (("n_ps", self.params.n_ps), ("n_w", self.params.n_w), ("d", self.d), ("T", self.T)):
+            if state.get(key) != mine:
+                raise ByzSGDError(
+                    f"{where}: the state has {key}={state.get(key)!r}, this cluster {key}={mine}")
+        t = state["t"]
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ByzSGDError(f"{where}: t must be an int >= 0, got t={t!r}")
+        shape = (self.params.n_ps, self.d)
+        models, buffers = state["models"], state["buffers"]
+        if not isinstance(models, Tensor) or tuple(models.shape) != shape:
+            raise ByzSGDError(f"{where}: models must be a tensor of shape {shape}, got "
+                              f"{getattr(models, 'shape', type(models).__name__)}")
+        if buffers is not None and (self.momentum == 0.0 or tuple(buffers.shape) != shape):
+            raise ByzSGDError(f"{where}: buffers of shape {tuple(buffers.shape)} do not fit this cluster "
+                              f"(momentum={self.momentum}, expected {shape})")
+        if buffers is None and self.momentum != 0.0 and t > 0:
+            raise ByzSGDError(f"{where}: the state has no momentum buffers at t={t} but this cluster "
+                              f"uses momentum={self.momentum}")
+        lip = state["lip_history"]
+        if len(lip) != self.params.n_w:
+            raise ByzSGDError(f"{where}: lip_history must have n_w={self.params.n_w} lists, got {len(lip)}")
+        self.t = t
+        self.models = models.clone()
+        self.buffers = None if buffers is None else buffers.clone()
+        self.history = deque((h.clone() for h in state["history"]), maxlen=HISTORY_LEN)
+        self.theta_prev = None if state["theta_prev"] is None else state["theta_prev"].clone()
+        self.grad_prev = None if state["grad_prev"] is None else state["grad_prev"].clone()
+        self.lip_history = [[float(v) for v in h] for h in lip]
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "test") -> dict[str, float]:

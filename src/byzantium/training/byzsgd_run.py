@@ -1,10 +1,20 @@
 """``byzantium train`` / ``compare`` for ByzSGD: replicated servers in the simulator.
 
 ByzSGD has no single model: each correct server holds its own. The run directory is the same as
-for the single-server schemes (config, metrics.csv, summary.json, accuracy.png); ``test_accuracy``
-is the mean over the correct servers, and the summary also gives the min and max (spec P15), the
-largest drift between correct servers and the messages per step. ``--resume`` is not supported
-for ByzSGD yet (the servers' state is not checkpointed): it raises a clear error.
+for the single-server schemes (config, metrics.csv, summary.json, accuracy.png, checkpoints/),
+plus ``drift.png``: the spread of the correct servers' models (max pairwise distance) per step,
+the quantity DMC keeps bounded (dstar_byzsgd.md §2.6). ``test_accuracy`` is the mean over the
+correct servers, and the summary also gives the min and max (spec P15), the drift before and right
+after the gathers (the contraction measured) and the messages per step.
+
+The servers run ``torch.optim.SGD``'s update with the configured momentum and weight decay, one
+momentum buffer per server, not contracted by DMC (P12); ``momentum: 0`` is the paper's plain SGD.
+
+``--resume`` continues from the latest checkpoint (written every ``training.checkpoint_every``
+steps and at the end): the cluster's whole state (:meth:`ByzSGDCluster.state_dict`) is saved, and
+every random draw comes from ``(seed, stream, step)``, so a resumed run equals an uninterrupted one
+bit for bit. As for the single-server schemes, ``resume`` without a checkpoint starts afresh; a
+checkpoint of another kind or shape is a :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -13,15 +23,16 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from ..byzsgd import ByzSGDCluster, ByzSGDParams
+from ..byzsgd import ByzSGDCluster, ByzSGDError, ByzSGDParams
 from ..config import ConfigError, RunConfig, SchemeConfig, to_dict
-from .results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_config, write_summary
 
-__all__ = ["run_byzsgd", "byzsgd_params", "lr_schedule"]
+__all__ = ["run_byzsgd", "build_byzsgd_cluster", "byzsgd_params", "byzsgd_summary", "lr_schedule"]
 
 
 def lr_schedule(cfg: RunConfig) -> Callable[[int], float]:
@@ -47,6 +58,163 @@ def byzsgd_params(cfg: RunConfig, q: int) -> ByzSGDParams:
         raise ConfigError(f"byzsgd: {e}") from None
 
 
+def _optimizer_label(momentum: float, weight_decay: float) -> str:
+    label = "sgd" if momentum == 0.0 else f"sgd+momentum {momentum:g} (per-server buffers, not contracted)"
+    return label + (f", weight_decay {weight_decay:g}" if weight_decay else "")
+
+
+def build_byzsgd_cluster(
+    cfg: RunConfig, dataset: Any, *, scheme_cfg: SchemeConfig, attack_enabled: bool = True
+) -> ByzSGDCluster:
+    """The ByzSGD cluster of a run: validated parameters (:func:`byzsgd_params`, f_w = the scheme's
+    or the attack's ``q``), ``batch_size // workers`` examples per worker, the worker attack on iff
+    ``attack_enabled`` and ``attack.name != "none"`` and ``q > 0``, the server attack on iff
+    ``attack_enabled`` and ``byzsgd.server_attack != "none"`` and ``f_ps > 0``, the servers'
+    momentum and weight decay from ``optim``.
+
+    ``cluster.info`` records what the summary needs: ``q`` (the declared f_w), ``attack_on``,
+    ``attack`` and ``server_attack`` (``"none"`` when off), ``optimizer`` (a label),
+    ``momentum``, ``weight_decay``. Errors are :class:`ConfigError` naming the field.
+    """
+    q = scheme_cfg.q if scheme_cfg.q is not None else cfg.attack.q
+    params = byzsgd_params(cfg, q)
+    b, o = cfg.byzsgd, cfg.optim
+    attack_on = attack_enabled and cfg.attack.name != "none" and q > 0
+    server_on = attack_enabled and b.server_attack != "none" and b.f_ps > 0
+    per_worker = cfg.training.batch_size // cfg.workers
+    if per_worker < 1:
+        raise ConfigError(
+            f"training.batch_size: {cfg.training.batch_size} gives no sample per ByzSGD worker "
+            f"(workers={cfg.workers})"
+        )
+    try:
+        cluster = ByzSGDCluster(
+            params, dataset, cfg.model.name, lr=lr_schedule(cfg), batch_size=per_worker,
+            server_attack=b.server_attack if server_on else None,
+            server_attack_params=b.server_attack_params,
+            worker_attack=cfg.attack.name if attack_on else None,
+            worker_attack_params=cfg.attack.params,
+            scheduler=b.scheduler, server_rule=b.server_rule, model_rule=b.model_rule, dmc=b.dmc,
+            momentum=o.momentum, weight_decay=o.weight_decay,
+            model_kwargs=cfg.model.params, seed=cfg.seed,
+        )
+    except ByzSGDError as e:
+        raise ConfigError(f"byzsgd: {e}") from None
+    cluster.info.update(
+        q=q, attack_on=attack_on, attack=cfg.attack.name if attack_on else "none",
+        server_attack=b.server_attack if server_on else "none",
+        optimizer=_optimizer_label(o.momentum, o.weight_decay),
+        momentum=o.momentum, weight_decay=o.weight_decay,
+    )
+    return cluster
+
+
+def _max(values: Sequence[float]) -> float:
+    """Largest value; ``inf`` when any is non-finite (diverged models have unbounded drift)."""
+    if any(not math.isfinite(v) for v in values):
+        return math.inf
+    return max(values, default=0.0)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def byzsgd_summary(
+    cfg: RunConfig,
+    cluster: ByzSGDCluster,
+    rows: list[dict[str, Any]],
+    *,
+    label: str,
+    gathers: Sequence[Sequence[float]] = (),
+    last_eval: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The ``summary.json`` of a ByzSGD run from its metrics ``rows`` (every step so far).
+
+    ``gathers``: one ``(step, drift before, drift after)`` per gather step; the summary gives
+    their means (``drift_pre_gather_mean``, ``drift_post_gather_mean``) and ``gather_contraction``
+    = post / pre (DMC's measured contraction; ``None`` without gathers). ``last_eval``: the
+    latest :meth:`ByzSGDCluster.evaluate` (min/max over servers); else the last evaluated row.
+    """
+    b, info = cfg.byzsgd, cluster.info
+    evals = [r for r in rows if r.get("test_accuracy") is not None]
+    last = last_eval or {}
+    final_acc = last.get("acc_mean", evals[-1]["test_accuracy"] if evals else None)
+    final_loss = last.get("loss_mean", evals[-1]["test_loss"] if evals else None)
+    drifts = [float(r["drift"]) for r in rows if r.get("drift") is not None]
+    pre = [float(g[1]) for g in gathers]
+    post = [float(g[2]) for g in gathers]
+    pre_mean, post_mean = _mean(pre), _mean(post)
+    n = max(1, len(rows))
+    q = info.get("q", 0)
+    return {
+        "label": label,
+        "scheme": "byzsgd",
+        "attack": info.get("attack", "none"),
+        "server_attack": info.get("server_attack", "none"),
+        "q": q if info.get("attack_on") else 0,
+        "aggregator": f"{b.server_rule} at servers, {b.model_rule} of models" + (", DMC" if b.dmc else ""),
+        "aggregator_f": q,
+        "optimizer": info.get("optimizer", "sgd"),
+        "momentum": info.get("momentum", 0.0),
+        "weight_decay": info.get("weight_decay", 0.0),
+        "workers": cfg.workers,
+        "n_ps": b.n_ps,
+        "f_ps": b.f_ps,
+        "variant": b.variant,
+        "gather_period": cluster.T,
+        "scheduler": b.scheduler,
+        "steps_completed": len(rows),
+        "completed": len(rows) == cfg.training.steps,
+        "final_test_accuracy": final_acc,
+        "final_test_accuracy_min": last.get("acc_min"),
+        "final_test_accuracy_max": last.get("acc_max"),
+        "best_test_accuracy": max((r["test_accuracy"] for r in evals), default=None),
+        "final_test_loss": final_loss,
+        "diverged": final_loss is not None and not math.isfinite(final_loss),
+        "max_drift": _max(drifts),
+        "max_drift_pre_gather": _max(drifts + pre),
+        "gathers": len(gathers),
+        "drift_pre_gather_mean": pre_mean,
+        "drift_post_gather_mean": post_mean,
+        "gather_contraction": (post_mean / pre_mean if pre_mean and math.isfinite(pre_mean)
+                               and post_mean is not None else None),
+        "messages_per_step": sum(int(r.get("messages") or 0) for r in rows) / n,
+        "mean_distorted_files": None,
+        "mean_dropped_files": None,
+        "sim_time_per_step": None,
+        "wall_time_per_step": (rows[-1].get("wall_time") or 0.0) / n if rows else 0.0,
+        "accuracy_is": "mean over the correct servers (min and max alongside)",
+    }
+
+
+def _save(run_dir: Path, cluster: ByzSGDCluster, wall: float, gathers: list[list[float]]) -> Path:
+    return save_checkpoint(run_dir, cluster.t, {
+        "byzsgd": cluster.state_dict(), "wall_time": wall, "gathers": [list(g) for g in gathers],
+    })
+
+
+def _restore(run_dir: Path, cluster: ByzSGDCluster, metrics: MetricsWriter,
+             resume: bool) -> tuple[float, list[list[float]], Path | None]:
+    """Load the latest checkpoint into ``cluster`` when ``resume`` and one exists, and cut the
+    metrics back to it; else start afresh (as the single-server loop). Returns
+    ``(wall time, gathers, checkpoint or None)``."""
+    ck = latest_checkpoint(run_dir) if resume else None
+    if ck is None:
+        metrics.reset()
+        return 0.0, [], None
+    state = load_checkpoint(ck)
+    if not isinstance(state.get("byzsgd"), dict):
+        raise ConfigError(f"byzsgd: --resume found {ck}, which is not a ByzSGD checkpoint "
+                          f"(keys {sorted(state)}); use another run directory")
+    try:
+        cluster.load_state_dict(state["byzsgd"])
+    except ByzSGDError as e:
+        raise ConfigError(f"byzsgd: --resume cannot use {ck}: {e}") from None
+    metrics.truncate(cluster.t - 1)
+    return float(state["wall_time"]), [list(g) for g in state["gathers"]], ck
+
+
 def run_byzsgd(
     cfg: RunConfig,
     run_dir: Path,
@@ -57,11 +225,15 @@ def run_byzsgd(
     progress: bool = True,
     dataset: Any = None,
     label: str | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, Any]:
+    """Train ByzSGD in the simulator into ``run_dir``; return the summary.
+
+    ``max_steps`` stops after that many steps of this call (a checkpoint is written there), so a
+    test can interrupt a run and check that ``resume`` ends exactly as an uninterrupted run.
+    """
     from .data import load_dataset
 
-    if resume:
-        raise ConfigError("byzsgd: --resume is not supported for ByzSGD runs yet")
     label = label or scheme_cfg.display
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,79 +244,35 @@ def run_byzsgd(
     if dataset is None:
         dataset = load_dataset(cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size,
                                seed=cfg.seed, **cfg.data.params)
-    q = scheme_cfg.q if scheme_cfg.q is not None else cfg.attack.q
-    params = byzsgd_params(cfg, q)
-    b = cfg.byzsgd
-    attack_on = attack_enabled and cfg.attack.name != "none" and q > 0
-    server_on = attack_enabled and b.server_attack != "none" and b.f_ps > 0
-    per_worker = cfg.training.batch_size // cfg.workers
-    if per_worker < 1:
-        raise ConfigError(
-            f"training.batch_size: {cfg.training.batch_size} gives no sample per ByzSGD worker "
-            f"(workers={cfg.workers})"
-        )
-    cluster = ByzSGDCluster(
-        params, dataset, cfg.model.name, lr=lr_schedule(cfg), batch_size=per_worker,
-        server_attack=b.server_attack if server_on else None,
-        server_attack_params=b.server_attack_params,
-        worker_attack=cfg.attack.name if attack_on else None,
-        worker_attack_params=cfg.attack.params,
-        scheduler=b.scheduler, server_rule=b.server_rule, model_rule=b.model_rule, dmc=b.dmc,
-        model_kwargs=cfg.model.params, seed=cfg.seed,
-    )
+    cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=scheme_cfg, attack_enabled=attack_enabled)
     metrics = MetricsWriter(run_dir / "metrics.csv")
-    metrics.reset()
-    steps = cfg.training.steps
-    wall = 0.0
-    drifts: list[float] = []
-    messages = 0
+    wall, gathers, _ = _restore(run_dir, cluster, metrics, resume)
+    start, steps, every = cluster.t, cfg.training.steps, cfg.training.checkpoint_every
+    stop = steps if max_steps is None else min(steps, start + max_steps)
     last: dict[str, float] = {}
-    for t in tqdm(range(steps), desc=label, disable=not progress, dynamic_ncols=True, leave=False):
+    for t in tqdm(range(start, stop), total=steps, initial=start, desc=label, disable=not progress,
+                  dynamic_ncols=True, leave=False):
         t0 = time.perf_counter()
         st = cluster.step()
         wall += time.perf_counter() - t0
-        msgs = sum(st["messages"].values())
-        messages += msgs
-        drifts.append(float(st["drift"]))
-        row: dict[str, Any] = {"step": t, "loss": st.get("loss"), "lr": st["lr"],
-                               "wall_time": wall, "drift": float(st["drift"]), "messages": msgs}
+        if st["gathered"]:
+            gathers.append([t, float(st["drift_pre_gather"]), float(st["drift"])])
+        row: dict[str, Any] = {"step": t, "loss": st.get("loss"), "lr": st["lr"], "wall_time": wall,
+                               "drift": float(st["drift"]), "messages": sum(st["messages"].values())}
         if (t + 1) % cfg.training.eval_every == 0 or t + 1 == steps:
             last = cluster.evaluate()
             row["test_accuracy"] = last["acc_mean"]
             row["test_loss"] = last["loss_mean"]
         metrics.append(row)
+        if (every and (t + 1) % every == 0) or t + 1 == stop:
+            _save(run_dir, cluster, wall, gathers)
     rows = read_metrics(run_dir / "metrics.csv")
-    evals = [r for r in rows if r.get("test_accuracy") is not None]
-    summary = {
-        "label": label,
-        "scheme": "byzsgd",
-        "attack": cfg.attack.name if attack_on else "none",
-        "server_attack": b.server_attack if server_on else "none",
-        "q": q if attack_on else 0,
-        "aggregator": f"{b.server_rule} at servers, {b.model_rule} of models"
-                      + (", DMC" if b.dmc else ""),
-        "aggregator_f": q,
-        "workers": cfg.workers,
-        "n_ps": b.n_ps,
-        "f_ps": b.f_ps,
-        "variant": b.variant,
-        "gather_period": cluster.T,
-        "scheduler": b.scheduler,
-        "steps_completed": len(rows),
-        "completed": len(rows) == steps,
-        "final_test_accuracy": last.get("acc_mean"),
-        "final_test_accuracy_min": last.get("acc_min"),
-        "final_test_accuracy_max": last.get("acc_max"),
-        "best_test_accuracy": max((r["test_accuracy"] for r in evals), default=None),
-        "final_test_loss": last.get("loss_mean"),
-        "max_drift": max(drifts, default=0.0),
-        "messages_per_step": messages / max(1, steps),
-        "mean_distorted_files": None,
-        "mean_dropped_files": None,
-        "sim_time_per_step": None,
-        "wall_time_per_step": wall / max(1, steps),
-        "accuracy_is": "mean over the correct servers (min and max alongside)",
-    }
+    summary = byzsgd_summary(cfg, cluster, rows, label=label, gathers=gathers, last_eval=last)
     write_summary(run_dir, summary)
     plot_accuracy(run_dir / "accuracy.png", [(label, rows)], title=f"{cfg.name}: {label}")
+    plot_drift(run_dir / "drift.png", rows, gathers=gathers,
+               title=(f"{cfg.name}: {label}\nspread of the correct servers' models "
+                      f"(n_ps={cfg.byzsgd.n_ps}, f_ps={cfg.byzsgd.f_ps}, "
+                      f"{f'T={cluster.T}' if cfg.byzsgd.dmc else 'no DMC'}, "
+                      f"server attack={summary['server_attack']})"))
     return summary

@@ -61,7 +61,7 @@ def run_training(
 
             return run_byzsgd(cfg, Path(run_dir), scheme_cfg=scheme_cfg or cfg.scheme,
                               attack_enabled=attack_enabled, resume=resume, progress=progress,
-                              dataset=dataset, label=label)
+                              dataset=dataset, label=label, max_steps=max_steps)
         return _run(cfg, run_dir, scheme_cfg, attack_enabled, resume, progress, dataset, label,
                     max_steps)
     finally:

@@ -6,6 +6,7 @@ A run directory holds::
     metrics.csv     one row per step (appended as training goes, so a crash loses nothing)
     summary.json    final numbers
     accuracy.png    test accuracy vs step
+    drift.png       ByzSGD only: spread of the replicated servers' models vs step
     checkpoints/    model + optimizer state every N steps (for --resume)
 """
 
@@ -143,6 +144,61 @@ def plot_accuracy(path: Path, curves: Sequence[tuple[str, list[dict[str, Any]]]]
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_drift(
+    path: Path,
+    rows: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    gathers: Sequence[Sequence[float]] = (),
+) -> None:
+    """Spread of replicated models vs step (ByzSGD's drift, dstar_byzsgd.md §2.6): the ``drift``
+    column of the metrics ``rows``; ``gathers`` = ``(step, drift before, drift after)`` per gather
+    step draws the drop at each gather (the saw-tooth) and marks the post-gather values. The y axis
+    is logarithmic when the positive values span more than two decades; non-finite values (a
+    diverged baseline) are left out and counted in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pre = {int(g[0]): float(g[1]) for g in gathers}
+    xs: list[float] = []
+    ys: list[float] = []
+    bad = 0
+    for r in rows:
+        v = r.get("drift")
+        if v is None:
+            continue
+        t = int(r["step"])
+        for y in ((pre[t], float(v)) if t in pre else (float(v),)):
+            if math.isfinite(y):
+                xs.append(t)
+                ys.append(y)
+            else:
+                bad += 1
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
+    label = "max pairwise distance of correct servers' models" + (f" ({bad} non-finite)" if bad else "")
+    ax.plot(xs, ys, "-", color="tab:blue", linewidth=1.0, label=label)
+    marks = [(int(g[0]), float(g[2])) for g in gathers if math.isfinite(float(g[2]))]
+    if marks and len(marks) <= 300:
+        mx, my = zip(*marks)
+        ax.plot(mx, my, "v", color="tab:red", markersize=3.5, label="after a gather (DMC)")
+    positive = [y for y in ys if y > 0]
+    if positive and max(positive) > 100 * min(positive):
+        if len(positive) < len(ys):
+            ax.set_yscale("symlog", linthresh=min(positive))
+        else:
+            ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("drift (L2)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, loc="best", frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
