@@ -114,7 +114,7 @@ def test_each_rejection_reason() -> None:
     f = encode_frame(MESSAGE, 7, 3, to_wire(y), capacity=8, session=S)
     assert _reason(f, length=8, dtype=torch.complex128) == "nonfinite"
     assert {"short", "malformed", "stamp", "sender", "stale", "step", "length", "nonfinite",
-            "late", "unsolicited"} == set(REASONS)
+            "late", "unsolicited", "duplicate"} == set(REASONS)
 
 
 def test_declared_length_beyond_capacity_is_rejected_not_read() -> None:

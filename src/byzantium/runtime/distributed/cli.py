@@ -6,6 +6,9 @@
         rank 0 of a job started by hand (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the env)
     byzantium work CONFIG [--set ...] [runtime flags]
         one worker rank of such a job
+    byzantium byzsgd-merge CONFIG [--out DIR]
+        ByzSGD (``scheme.name: byzsgd``, ranks 0..n_ps-1 serve, the rest work): merge the servers'
+        and workers' outputs into one run directory (``launch`` does this itself)
 
 Every rank of a job must get the same CONFIG and ``--set`` overrides (they define the data, the
 model, the scheme and the seed) and the same ``--session`` number (default: derived from the
@@ -94,8 +97,17 @@ def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     pw = subparsers.add_parser("work", help="run one worker rank of a job")
     _common(pw)
+    pw.add_argument("--out", help="ByzSGD only: run directory where the worker writes "
+                                  "workers/w<j>.json (frames sent, filter counts)")
     _runtime_flags(pw)
     pw.set_defaults(func=_cmd_work)
+
+    pm = subparsers.add_parser(
+        "byzsgd-merge", help="merge the per-rank outputs of a distributed ByzSGD run (servers/, "
+                             "workers/) into metrics.csv, summary.json and accuracy.png")
+    _common(pm)
+    pm.add_argument("--out", help="run directory (default: <out_dir>/<name>/<scheme>)")
+    pm.set_defaults(func=_cmd_merge)
 
 
 def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
@@ -115,7 +127,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     cfg = _load(args, extra)
     out = _out(args, cfg)
     opts = _options(args, progress=not args.no_progress)
-    print(f"launching {cfg.scheme.display}: server + {cfg.workers} workers on 127.0.0.1 -> {out}",
+    servers = f"{cfg.byzsgd.n_ps} servers" if cfg.scheme.name == "byzsgd" else "server"
+    print(f"launching {cfg.scheme.display}: {servers} + {cfg.workers} workers on 127.0.0.1 -> {out}",
           flush=True)
     try:
         summary = launch(cfg, out, opts=opts, resume=args.resume, stream=sys.stdout,
@@ -127,6 +140,23 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     print(f"done: final test accuracy {acc if acc is None else round(acc, 4)}, "
           f"{summary['steps_completed']} steps, rejections {summary.get('rejections')}; "
           f"results in {out}")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .byzsgd import merge_run
+
+    cfg = _load(args)
+    if cfg.scheme.name != "byzsgd":
+        raise ValueError(f"byzsgd-merge: the config's scheme is {cfg.scheme.name!r}, not byzsgd")
+    out = _out(args, cfg)
+    if not (out / "servers").is_dir():
+        raise FileNotFoundError(f"byzsgd-merge: {out / 'servers'} does not exist (copy every server's "
+                                "servers/ps<s>/ directory there first)")
+    s = merge_run(cfg, out)
+    print(f"merged {len(s['servers_completed'])} completed server(s): final test accuracy "
+          f"{s['final_test_accuracy']} (min {s['final_test_accuracy_min']}, max "
+          f"{s['final_test_accuracy_max']}), {s['messages_per_step']:.1f} frames/step; {out}/summary.json")
     return 0
 
 
@@ -158,6 +188,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if cfg.scheme.name == "byzsgd":
+        from .byzsgd import QuorumError, run_byzsgd_server
+
+        if args.resume:
+            raise ValueError("serve: --resume is not supported for distributed ByzSGD runs")
+        try:
+            run_byzsgd_server(cfg, _out(args, cfg), rank=rank, world_size=world,
+                              session=_session(args, cfg), opts=_options(args),
+                              say=lambda m: print(m, flush=True))
+        except QuorumError as e:
+            print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
+            return EXIT_INSUFFICIENT
+        return 0
     if rank != 0:
         raise ValueError(f"serve: the server is rank 0, got RANK={rank}")
     if cfg.workers != world - 1:
@@ -178,6 +221,11 @@ def _work(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if cfg.scheme.name == "byzsgd":
+        from .byzsgd import run_byzsgd_worker
+
+        return run_byzsgd_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
+                                 opts=_options(args), run_dir=Path(args.out) if args.out else None)
     return run_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
                       opts=_options(args))
 

@@ -3,7 +3,9 @@
 A frame is one float32 tensor of ``HEADER + capacity + TRAILER`` slots::
 
     slot 0  magic        int32 0x42595A31 ("BYZ1")
-    slot 1  kind         int32 PARAMS (server -> worker), MESSAGE (worker -> server), STOP
+    slot 1  kind         int32 PARAMS (server -> worker), MESSAGE (worker -> server), STOP;
+                         ByzSGD also uses GATHER (server -> server model) and REQUEST (a worker's
+                         fallback pull in the synchronous variant; no payload)
     slot 2  step         int32 the step whose parameters / gradient this is
     slot 3  sender       int32 rank of the sender (0 = server, w + 1 = worker w)
     slot 4  length       int32 payload slots in use (the rest of the capacity is zero)
@@ -44,6 +46,8 @@ __all__ = [
     "PARAMS",
     "MESSAGE",
     "STOP",
+    "GATHER",
+    "REQUEST",
     "POISON",
     "REASONS",
     "FrameError",
@@ -63,8 +67,8 @@ __all__ = [
 MAGIC = 0x42595A31
 HEADER = 8
 TRAILER = 1
-PARAMS, MESSAGE, STOP = 1, 2, 3
-KINDS = (PARAMS, MESSAGE, STOP)
+PARAMS, MESSAGE, STOP, GATHER, REQUEST = 1, 2, 3, 4, 5
+KINDS = (PARAMS, MESSAGE, STOP, GATHER, REQUEST)
 POISON = 0
 
 REASONS = (
@@ -78,6 +82,7 @@ REASONS = (
     "nonfinite",    # NaN or Inf in the payload
     "late",         # a reply to a step the server has already closed (straggler), discarded
     "unsolicited",  # a frame while no request was outstanding
+    "duplicate",    # a second frame from one sender for the same (step, kind): the first counts
 )
 
 _SLOT_MAGIC, _SLOT_KIND, _SLOT_STEP, _SLOT_SENDER, _SLOT_LENGTH, _SLOT_AUX = range(6)
@@ -219,7 +224,7 @@ def validate_frame(
     step), length, finiteness of the payload read as ``dtype``. Raise :class:`FrameRejected` with
     the first failing reason, else return the :class:`Frame`.
 
-    ``step=None`` / ``length=None`` skip those checks (a STOP frame has no payload).
+    ``step=None`` / ``length=None`` skip those checks (STOP and REQUEST frames have no payload).
     """
     capacity = buf.numel() - HEADER - TRAILER
     if capacity < 0:
@@ -240,7 +245,7 @@ def validate_frame(
         if fstep < step:
             raise FrameRejected("stale", f"header step {fstep} < expected step {step}")
         raise FrameRejected("step", f"header step {fstep} > expected step {step}")
-    if kind == STOP:
+    if kind in (STOP, REQUEST):
         return Frame(kind, fstep, fsender, 0, aux, buf[HEADER:HEADER])
     if length is not None and flen != length:
         raise FrameRejected("length", f"declared length {flen} != expected {length}")

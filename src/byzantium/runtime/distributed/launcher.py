@@ -94,6 +94,9 @@ class Launch:
 
             cfg = dataclasses.replace(cfg, workers=K)
         self.cfg, self.K = cfg, K
+        if resume and self.byzsgd:
+            raise ValueError("launch: --resume is not supported for distributed ByzSGD runs (the "
+                             "servers keep no checkpoint); rerun, or resume in the simulator")
         self.run_dir = Path(run_dir)
         self.opts = opts or RuntimeOptions()
         self.resume = resume
@@ -115,6 +118,22 @@ class Launch:
     def pids(self) -> dict[int, int]:
         return dict(self._pids)
 
+    @property
+    def byzsgd(self) -> bool:
+        """ByzSGD runs ``n_ps`` server ranks (``0 .. n_ps - 1``) and no trusted one."""
+        return self.cfg.scheme.name == "byzsgd"
+
+    @property
+    def servers(self) -> int:
+        """Number of server ranks (ranks ``0 .. servers - 1``; workers follow)."""
+        return self.cfg.byzsgd.n_ps if self.byzsgd else 1
+
+    def _fault_killed(self, rank: int) -> bool:
+        """A server rank the fault plan kills or stops (its exit code is expected)."""
+        return self.byzsgd and any(
+            f.role == "server" and f.worker == rank and f.kind in ("kill", "stop")
+            for f in self.opts.faults)
+
     def start(self) -> "Launch":
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -122,7 +141,8 @@ class Launch:
         cfg_path.write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
         port = free_port()
         session = secrets.randbits(62) | 1
-        world = self.K + 1
+        servers = self.servers
+        world = self.K + servers
         src = str(Path(__file__).resolve().parents[3])
         base_env = {**self.env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                     "WORLD_SIZE": str(world), "PYTHONUNBUFFERED": "1",
@@ -135,14 +155,16 @@ class Launch:
                 self.zygote = Zygote(self.python, self.env).start()
             for rank in range(world):
                 env = {**base_env, "RANK": str(rank)}
-                if rank == 0:
+                if rank < servers:
                     argv = ["serve", str(cfg_path), "--out", str(self.run_dir), *common]
                     if self.resume:
                         argv.append("--resume")
-                    log = server_log
+                    log = server_log if rank == 0 else logs / f"server_{rank}.log"
                 else:
                     argv = ["work", str(cfg_path), *common]
-                    log = logs / f"worker_{rank - 1}.log"
+                    if self.byzsgd:
+                        argv += ["--out", str(self.run_dir)]
+                    log = logs / f"worker_{rank - servers}.log"
                 if self.zygote is not None:
                     self._pids[rank] = self.zygote.spawn(argv, env, log)
                 else:
@@ -211,33 +233,38 @@ class Launch:
                 pass
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the server (at most ``timeout`` seconds: then everything is killed and
+        """Wait for the server(s) (at most ``timeout`` seconds: then everything is killed and
         :class:`TimeoutError` raised), give the workers ``grace`` seconds, kill the rest by PID.
-        Returns the server's exit code. A rank that exits before the rendezvous completed
+        Returns the server's exit code (ByzSGD: the first nonzero code among the servers that the
+        fault plan does not kill or stop; those are not waited for). A rank that exits before the rendezvous completed
         (which would leave the others waiting ``connect_timeout``) aborts the job with
         :class:`LaunchError`."""
         end = None if timeout is None else time.monotonic() + timeout
+        servers = list(range(self.servers))
         while True:
-            rc = self._wait_rank(0, 0.2)
-            if rc is not None:
+            rcs = {r: self._wait_rank(r, 0.2 if r == 0 else 0.0) for r in servers}
+            if all(c is not None for r, c in rcs.items() if not self._fault_killed(r)):
                 break
             if end is not None and time.monotonic() > end:
                 self.close()
-                raise TimeoutError(f"Launch.wait: the server did not finish within {timeout} s; "
+                raise TimeoutError(f"Launch.wait: the server(s) did not finish within {timeout} s; "
                                    "every process was killed")
             if not any(JOINED in line for line in self.server_lines):
                 early = {r: c for r, c in self.returncodes().items() if r and c is not None}
                 if early:
                     self.close()
                     r = min(early)
-                    log = self.run_dir / "logs" / f"worker_{r - 1}.log"
+                    name = f"server_{r}.log" if r < self.servers else f"worker_{r - self.servers}.log"
+                    log = self.run_dir / "logs" / name
                     tail = log.read_text()[-2000:] if log.exists() else ""
                     raise LaunchError(
-                        f"launch: worker rank(s) {sorted(early)} exited (codes {early}) before the "
+                        f"launch: rank(s) {sorted(early)} exited (codes {early}) before the "
                         f"rendezvous; every process was killed. {log}:\n{tail}", 1)
+        # the job's code: the first failing server among those the fault plan did not kill
+        rc = next((c for r, c in sorted(rcs.items()) if c != 0 and not self._fault_killed(r)), 0)
         end_grace = time.monotonic() + self.grace
         for rank in self._pids:
-            if rank:
+            if rank >= self.servers:
                 self._wait_rank(rank, max(0.0, end_grace - time.monotonic()))
         self.close()
         return rc
@@ -288,6 +315,15 @@ def launch(
                 start=start, zygote=zygote) as job:
         rc = job.wait(timeout=timeout)
         tail = "\n".join(job.server_lines[-15:])
+        byzsgd, jcfg = job.byzsgd, job.cfg
+    if byzsgd:  # no single server: merge the ranks' outputs (also after a failure)
+        from .byzsgd import merge_run
+
+        summary = merge_run(jcfg, Path(run_dir))
+        if rc != 0:
+            raise LaunchError(f"launch: a ByzSGD server exited with code {rc}:\n{tail}\n"
+                              f"errors: {summary['errors']}", rc)
+        return summary
     if rc != 0:
         raise LaunchError(f"launch: the server exited with code {rc}:\n{tail}", rc)
     return json.loads((Path(run_dir) / "summary.json").read_text())

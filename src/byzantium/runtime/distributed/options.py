@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["RuntimeOptions", "Fault", "FAULT_KINDS", "parse_fault", "OptionsError"]
+__all__ = ["RuntimeOptions", "Fault", "FAULT_KINDS", "SERVER_FAULT_KINDS", "parse_fault", "OptionsError"]
 
 FAULT_KINDS = (
     "short",    # send a frame shorter than the agreed size (payload cut, no trailer)
@@ -26,35 +26,50 @@ class OptionsError(ValueError):
     """A runtime option or fault specification is malformed."""
 
 
+SERVER_FAULT_KINDS = ("kill", "stop")
+"""Faults a (ByzSGD) parameter server can inject: ``psS:kill@STEP`` / ``psS:stop@STEP``."""
+
+
 @dataclass(frozen=True)
 class Fault:
-    """Worker ``worker`` misbehaves with ``kind`` at each step in ``steps``."""
+    """Worker ``worker`` (or, with ``role="server"``, ByzSGD server ``worker``) misbehaves with
+    ``kind`` at each step in ``steps``."""
 
     worker: int
     kind: str
     steps: tuple[int, ...]
+    role: str = "worker"
 
     def spec(self) -> str:
-        return f"{self.worker}:{self.kind}@{','.join(map(str, self.steps))}"
+        who = f"ps{self.worker}" if self.role == "server" else str(self.worker)
+        return f"{who}:{self.kind}@{','.join(map(str, self.steps))}"
 
 
 def parse_fault(text: str) -> Fault:
-    """``"W:KIND@S1,S2"``, e.g. ``"2:nan@1,3"`` (worker 2 sends NaN at steps 1 and 3)."""
+    """``"W:KIND@S1,S2"``, e.g. ``"2:nan@1,3"`` (worker 2 sends NaN at steps 1 and 3), or
+    ``"psS:KIND@STEPS"`` for a ByzSGD parameter server (kinds ``kill``, ``stop``), e.g.
+    ``"ps2:kill@5"``."""
+    role = "worker"
     try:
         who, rest = text.split(":", 1)
         kind, steps = rest.split("@", 1)
+        who = who.strip().lower()
+        if who.startswith("ps"):
+            role, who = "server", who[2:]
         worker = int(who)
         step_list = tuple(int(s) for s in steps.split(",") if s.strip())
     except ValueError:
         raise OptionsError(
-            f"--fault {text!r}: expected WORKER:KIND@STEP[,STEP...], e.g. 2:nan@1,3"
+            f"--fault {text!r}: expected WORKER:KIND@STEP[,STEP...] (e.g. 2:nan@1,3) or "
+            "psSERVER:KIND@STEP[,STEP...] (e.g. ps2:kill@5)"
         ) from None
     kind = kind.strip().lower()
-    if kind not in FAULT_KINDS:
-        raise OptionsError(f"--fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
+    allowed = SERVER_FAULT_KINDS if role == "server" else FAULT_KINDS
+    if kind not in allowed:
+        raise OptionsError(f"--fault {text!r}: a {role} fault kind must be one of {', '.join(allowed)}")
     if worker < 0 or not step_list or min(step_list) < 0:
         raise OptionsError(f"--fault {text!r}: worker and steps must be >= 0, with at least one step")
-    return Fault(worker, kind, step_list)
+    return Fault(worker, kind, step_list, role)
 
 
 @dataclass(frozen=True)
@@ -102,11 +117,12 @@ class RuntimeOptions:
         if self.progress_every < 0:
             raise OptionsError(f"RuntimeOptions: progress_every must be >= 0, got {self.progress_every}")
 
-    def faults_of(self, worker: int) -> dict[int, str]:
-        """``{step: kind}`` for ``worker`` (the last entry wins on a clash)."""
+    def faults_of(self, worker: int, role: str = "worker") -> dict[int, str]:
+        """``{step: kind}`` for ``worker`` (or ByzSGD server ``worker`` with ``role="server"``;
+        the last entry wins on a clash)."""
         plan: dict[int, str] = {}
         for f in self.faults:
-            if f.worker == worker:
+            if f.worker == worker and f.role == role:
                 for s in f.steps:
                     plan[s] = f.kind
         return plan

@@ -1,0 +1,227 @@
+"""What every ByzSGD rank shares: the rank layout, the deployment built from the config, and the
+inbox that turns validated frames into per-(kind, step) quorums.
+
+Ranks: servers ``0 .. n_ps - 1``, workers ``n_ps .. n_ps + n_w - 1`` (worker ``j`` is rank
+``n_ps + j``). Pairs: every (server, worker) and every (server, server), created in that order
+by every rank (:func:`pairs`).
+
+The inbox applies the spec's rules for a real runtime (dstar_byzsgd.md §2.3, P14): every frame is
+validated (:func:`..frames.validate_frame`: trailer, stamp, sender, length, finiteness) before it
+is stored; at most one frame per sender per (kind, step) counts, the first (later ones are
+``duplicate``); frames of steps already passed are dropped (``late``), frames of future steps are
+buffered up to ``window`` steps ahead (further: ``step``), and at most ``per_sender`` of them per
+sender (its oldest is dropped first), so a Byzantine peer flooding future steps costs bounded
+memory; a party proceeds as soon as ``q``
+distinct senders have answered, and raises :class:`QuorumError` when the senders still alive
+cannot complete the quorum, or none came within the timeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ....config import RunConfig
+from ..frames import FrameRejected, validate_frame
+from ..mesh import Arrival, Lost, Mesh
+
+__all__ = ["Layout", "pairs", "build_deployment", "Inbox", "QuorumError", "Received"]
+
+
+class QuorumError(RuntimeError):
+    """A ByzSGD party cannot gather the quorum it needs (too many peers dead or silent)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Rank layout of a job with ``n_ps`` servers and ``n_w`` workers."""
+
+    n_ps: int
+    n_w: int
+
+    @property
+    def world(self) -> int:
+        return self.n_ps + self.n_w
+
+    @property
+    def servers(self) -> list[int]:
+        return list(range(self.n_ps))
+
+    @property
+    def workers(self) -> list[int]:
+        return list(range(self.n_ps, self.n_ps + self.n_w))
+
+    def worker_rank(self, j: int) -> int:
+        return self.n_ps + j
+
+    def worker_index(self, rank: int) -> int:
+        return rank - self.n_ps
+
+
+def pairs(layout: Layout) -> list[tuple[int, int]]:
+    """Every (server, worker) pair, then every (server, server) pair, in one fixed order."""
+    out = [(s, w) for s in layout.servers for w in layout.workers]
+    out += [(a, b) for a in layout.servers for b in layout.servers if a < b]
+    return out
+
+
+def build_deployment(cfg: RunConfig) -> tuple[Any, Any]:
+    """``(dataset, cluster)``: the data set and a :class:`~byzantium.byzsgd.ByzSGDCluster` built
+    exactly as ``byzantium train`` builds it. Each rank uses the cluster's *parts* (initial model,
+    file sampler, learning-rate schedule, T, who is Byzantine, the attacks), never its lock-step
+    :meth:`step`."""
+    from ....training.byzsgd_run import build_byzsgd_cluster
+    from ....training.data import load_dataset
+
+    dataset = load_dataset(cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size,
+                           seed=cfg.seed, **cfg.data.params)
+    cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=cfg.scheme, attack_enabled=True)
+    return dataset, cluster
+
+
+@dataclasses.dataclass
+class Received:
+    """A validated frame's payload (a copy) and its ``aux`` slot."""
+
+    payload: torch.Tensor
+    aux: float
+
+
+class Inbox:
+    """Validated frames by ``(kind, step)``, fed from a :class:`Mesh`.
+
+    ``kinds_from(peer)`` gives the frame kinds a peer may send; ``on_frame(kind, step, peer,
+    received)`` (optional) is called for every stored frame (the synchronous server answers
+    REQUEST frames from it).
+    """
+
+    def __init__(self, mesh: Mesh, *, session: int, slots: int, kinds_from: Callable[[int], tuple[int, ...]],
+                 window: int, events: "EventLog", on_frame: Callable[..., None] | None = None,
+                 per_sender: int = 256) -> None:
+        self.mesh, self.session, self.slots = mesh, session, slots
+        self.kinds_from, self.window, self.log, self.on_frame = kinds_from, window, events, on_frame
+        self.per_sender = per_sender
+        self.store: dict[tuple[int, int], dict[int, Received]] = {}
+        self.held: dict[int, set[tuple[int, int]]] = {}
+        self.floor: dict[int, int] = {}
+        self.lost: dict[int, str] = {}
+        self.rejections: dict[str, int] = {}
+
+    def alive(self, peer: int) -> bool:
+        return peer not in self.lost
+
+    def set_floor(self, kind: int, step: int) -> None:
+        """Frames of ``kind`` for steps ``< step`` are no longer wanted: drop them."""
+        self.floor[kind] = max(step, self.floor.get(kind, 0))
+        for key in [k for k in self.store if k[0] == kind and k[1] < self.floor[kind]]:
+            for peer in self.store.pop(key):
+                self.held.get(peer, set()).discard(key)
+
+    def reject(self, step: int, peer: int, reason: str, detail: str) -> None:
+        """Count a rejection; log it unless it is ``late`` (the protocol's normal case: every
+        message beyond the first ``q`` of a step arrives after the quorum closed)."""
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        if reason != "late":
+            self.log.write(step, "rejected", peer, reason, detail, echo=reason != "duplicate")
+
+    def pump(self, timeout: float) -> bool:
+        """Handle at most one event (waiting up to ``timeout``); False if none came."""
+        ev = self.mesh.get(timeout)
+        if ev is None:
+            return False
+        if isinstance(ev, Lost):
+            if ev.peer not in self.lost:
+                self.lost[ev.peer] = f"{ev.where}: {ev.detail}"
+                self.log.write(min(self.floor.values(), default=0), "lost", ev.peer, detail=self.lost[ev.peer])
+            return True
+        assert isinstance(ev, Arrival)
+        peer = ev.peer
+        if peer in self.lost:
+            return True
+        try:
+            fr = validate_frame(ev.buf, session=self.session, kinds=self.kinds_from(peer), sender=peer,
+                                step=None, length=self.slots)
+        except FrameRejected as e:
+            self.reject(min(self.floor.values(), default=0), peer, e.reason, e.detail)
+            return True
+        floor = self.floor.get(fr.kind, 0)
+        if fr.step < floor:
+            self.reject(fr.step, peer, "late", f"kind {fr.kind} step {fr.step} < {floor}")
+            return True
+        if fr.step > floor + self.window:
+            self.reject(fr.step, peer, "step", f"kind {fr.kind} step {fr.step} > {floor} + {self.window}")
+            return True
+        bucket = self.store.setdefault((fr.kind, fr.step), {})
+        if peer in bucket:
+            self.reject(fr.step, peer, "duplicate", f"kind {fr.kind} step {fr.step}")
+            return True
+        held = self.held.setdefault(peer, set())
+        if len(held) >= self.per_sender:  # bounded buffer per sender: drop its oldest frame
+            old = min(held, key=lambda k: (k[1], k[0]))
+            held.discard(old)
+            self.store.get(old, {}).pop(peer, None)
+            self.reject(old[1], peer, "step", f"more than {self.per_sender} frames buffered from one sender")
+        rec = Received(fr.payload.clone(), fr.aux)
+        bucket[peer] = rec
+        held.add((fr.kind, fr.step))
+        if self.on_frame is not None:
+            self.on_frame(fr.kind, fr.step, peer, rec)
+        return True
+
+    def have(self, kind: int, step: int) -> dict[int, Received]:
+        return self.store.get((kind, step), {})
+
+    def collect(self, kind: int, step: int, q: int, senders: list[int], *, timeout: float,
+                what: str, strict: bool = True) -> dict[int, Received]:
+        """Wait until ``q`` of ``senders`` delivered a valid ``kind`` frame for ``step`` and
+        return those (``{sender: received}``, at most ``q``, first arrivals). ``strict=False``
+        (synchronous variant): after ``timeout`` return whatever came (the silent senders are
+        faulty for this step) instead of raising."""
+        t0 = time.monotonic()
+        while True:
+            got = {p: r for p, r in self.have(kind, step).items() if p in senders}
+            if len(got) >= q:
+                first = list(got)[:q]
+                return {p: got[p] for p in first}
+            pending = [p for p in senders if p not in got and self.alive(p)]
+            if len(got) + len(pending) < q:
+                if not strict:
+                    return got
+                raise QuorumError(
+                    f"step {step}: {what}: {len(got)} received and {len(pending)} live sender(s) "
+                    f"left cannot reach the quorum q={q} (lost: {sorted(self.lost)})")
+            left = timeout - (time.monotonic() - t0)
+            if left <= 0:
+                if not strict:
+                    return got
+                raise QuorumError(
+                    f"step {step}: {what}: only {len(got)} of the quorum q={q} arrived within "
+                    f"{timeout:g} s (waiting on {pending})")
+            self.pump(min(0.25, left))
+
+
+class EventLog:
+    """``events.jsonl`` of one rank (rejections, lost peers, errors), echoed through ``say``."""
+
+    def __init__(self, path: Path | None, who: str, say: Callable[[str], None]) -> None:
+        self.path, self.who, self.say = path, who, say
+        self.t0 = time.monotonic()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def write(self, step: int, kind: str, peer: int | None = None, reason: str = "", detail: str = "",
+              echo: bool = True) -> None:
+        rec = {"step": step, "time": round(time.monotonic() - self.t0, 4), "event": kind, "peer": peer,
+               "reason": reason, "detail": detail}
+        if self.path is not None:
+            with self.path.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        if echo:
+            who = f" rank {peer}" if peer is not None else ""
+            self.say(f"{self.who}: event: step {step}:{who} {kind} {reason} {detail}".rstrip())

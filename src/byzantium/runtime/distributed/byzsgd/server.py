@@ -1,0 +1,289 @@
+r"""A ByzSGD parameter server rank (server ``s`` = rank ``s``), correct or Byzantine.
+
+Per step ``t`` (dstar_byzsgd.md §2.3; synchronous variant §2.7), on real messages:
+
+1. **S1 (pull).** Send :math:`\theta_s^t` to the workers that pull from this server at ``t``: all of
+   them (asynchronous variant; synchronous gather steps ``t mod T = 0`` and step 0), or only
+   worker ``j`` with ``(j + t) mod n_ps = s`` (synchronous normal steps). A synchronous worker
+   whose filters reject its model sends a REQUEST; the server answers with its model of ``t``
+   while it is still collecting step ``t``'s gradients.
+2. **S2-S4.** Collect the first ``q_w`` valid gradients tagged ``t`` (synchronous: all ``n_w``
+   until ``deadline``; the silent ones are faulty for the step, so ``f = max(0, f_w - missing)``),
+   stacked in worker order; :math:`G = \mathrm{MDA}_{f_w}`; the SGD step (:func:`server_update`,
+   per-server momentum if configured).
+3. **S5 (gather, DMC)** when ``(t + 1) mod T = 0``: send the model to every other server and take
+   the CwMed of its own and the first ``q_ps - 1`` models received for ``t``.
+
+**A Byzantine server** (the last ``f_ps`` when ``byzsgd.server_attack`` is set) runs the same
+computation to hold the model it would have if correct (the attack's ``reference``), and sends
+what the server attack makes of it, one row per recipient: here it knows only what it received
+(its ``correct`` are the other servers' models of its last gather, or its own model before the
+first), not the simulator's omniscient view; ``filter_hug`` has no access to the workers' filter
+state and sends the reference. ``silent`` sends nothing.
+
+Each server writes ``servers/ps<s>/`` in the run directory: ``metrics.csv`` (per step: loss, lr,
+wall time, the seconds it waited, gradients counted, test accuracy at eval steps),
+``snapshots.pt`` (its model at every eval step, for the drift between servers), ``summary.json``
+(frames sent by kind, rejections, lost peers, error) and ``events.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ....byzsgd import ServerAttackContext, dmc_gather, server_aggregate, server_update
+from ....seeding import generator
+from ....training.models import evaluate
+from ....training.pergrad import set_flat_params
+from ....training.results import MetricsWriter
+from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
+from ..mesh import Mesh, init_mesh
+from ..options import RuntimeOptions
+from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, pairs
+
+__all__ = ["run_byzsgd_server", "SERVER_FIELDS"]
+
+SERVER_FIELDS = ("step", "loss", "lr", "wall_time", "wait_time", "received", "gathered",
+                 "test_loss", "test_accuracy")
+
+KIND_NAMES = {PARAMS: "pull", MESSAGE: "push", GATHER: "gather", REQUEST: "request"}
+
+
+class _CsvWriter(MetricsWriter):
+    """metrics.csv with the server's own columns."""
+
+    def reset(self) -> None:
+        import csv
+
+        with self.path.open("w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=SERVER_FIELDS).writeheader()
+
+    def append(self, row: dict[str, Any]) -> None:
+        import csv
+
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=SERVER_FIELDS).writerow(
+                {k: ("" if row.get(k) is None else row[k]) for k in SERVER_FIELDS})
+
+
+class _Server:
+    def __init__(self, s: int, cfg: Any, cluster: Any, dataset: Any, mesh: Mesh, inbox_args: dict,
+                 opts: RuntimeOptions, session: int, out: Path, say: Callable[[str], None]) -> None:
+        self.s, self.cfg, self.cluster, self.dataset, self.mesh = s, cfg, cluster, dataset, mesh
+        self.opts, self.session, self.out, self.say = opts, session, out, say
+        p = cluster.params
+        self.p = p
+        self.layout = Layout(p.n_ps, p.n_w)
+        self.byzantine = s in cluster.byz_ps
+        self.theta = cluster.models[s].clone()
+        self.buf: torch.Tensor | None = None
+        self.correct_seen = self.theta[None].clone()
+        self.history: deque[torch.Tensor] = deque(maxlen=100)
+        self.t = 0
+        self.answering: int | None = None  # sync: the step whose REQUESTs get this model
+        self.events = EventLog(out / "events.jsonl", f"server {s}", say)
+        self.inbox = Inbox(mesh, session=session, slots=cluster.d, kinds_from=self._kinds_from,
+                           window=inbox_args["window"], events=self.events, on_frame=self._on_frame)
+
+    # ------------------------------------------------------------------ wiring
+    def _kinds_from(self, peer: int) -> tuple[int, ...]:
+        return (GATHER,) if peer < self.p.n_ps else (MESSAGE, REQUEST)
+
+    def _on_frame(self, kind: int, step: int, peer: int, rec: Received) -> None:
+        if kind == REQUEST and step == self.answering:
+            self.send_models(step, PARAMS, [peer])  # a synchronous worker's fallback pull
+
+    def frame(self, kind: int, step: int, payload: torch.Tensor) -> torch.Tensor:
+        return encode_frame(kind, step, self.s, payload.to(torch.float32).contiguous(),
+                            capacity=self.cluster.d, session=self.session)
+
+    def send_models(self, t: int, kind: int, recipients: list[int]) -> None:
+        """Send this server's model of step ``t`` to ``recipients`` (ranks); a Byzantine server
+        sends the attack's row for each recipient, or nothing."""
+        if not recipients:
+            return
+        if not self.byzantine:
+            fr = self.frame(kind, t, self.theta)
+            for r in recipients:
+                self.mesh.send(r, fr)
+            return
+        label = "pull" if kind == PARAMS else "gather"
+        ctx = ServerAttackContext(
+            step=t, kind=label, correct=self.correct_seen, reference=self.theta, recipients=len(recipients),
+            generator=generator(self.cfg.seed, f"byzsgd.server_attack.{self.s}.{label}", t),
+            history=tuple(self.history))
+        rows = self.cluster.server_attack(ctx)
+        if rows is None:
+            return
+        for i, r in enumerate(recipients):
+            self.mesh.send(r, self.frame(kind, t, rows[i]))
+
+    # ------------------------------------------------------------------ one step
+    def pull_recipients(self, t: int) -> list[int]:
+        p, T = self.p, self.cluster.T
+        if p.variant == "async" or t % T == 0 or t == 0:
+            return self.layout.workers
+        return [self.layout.worker_rank(j) for j in range(p.n_w) if (j + t) % p.n_ps == self.s]
+
+    def step(self, t: int) -> dict[str, Any]:
+        p, cl = self.p, self.cluster
+        self.t = t
+        lr = float(cl.lr_fn(t))
+        self.history.append(self.theta.clone())
+        self.inbox.set_floor(MESSAGE, t)
+        self.inbox.set_floor(REQUEST, t)
+        self.send_models(t, PARAMS, self.pull_recipients(t))
+        sync = p.variant == "sync"
+        if sync:  # answer fallback REQUESTs for t (also those that came early) until the update
+            self.answering = t
+            self.send_models(t, PARAMS, list(self.inbox.have(REQUEST, t)))
+        timeout = self.opts.connect_timeout if t == 0 else (
+            self.opts.deadline if sync and self.opts.deadline is not None else self.opts.evict_timeout)
+        tw = time.monotonic()
+        got = self.inbox.collect(MESSAGE, t, p.quorum_w, self.layout.workers, timeout=timeout,
+                                 what="gradients", strict=not sync)
+        waited = time.monotonic() - tw
+        self.answering = None
+        if sync and len(got) < p.n_w:
+            self.events.write(t, "deadline", None, detail=f"{p.n_w - len(got)} gradient(s) missing",
+                              echo=False)
+        if len(got) < 2 * max(0, p.f_w - (p.n_w - len(got))) + 1:
+            raise QuorumError(f"step {t}: only {len(got)} gradient(s) arrived, too few for "
+                              f"{cl.server_rule} with f_w={p.f_w}")
+        senders = sorted(got)
+        G = torch.stack([got[w].payload for w in senders])
+        f = p.f_w if not sync else max(0, p.f_w - (p.n_w - len(got)))
+        agg = server_aggregate(G, f, cl.server_rule)
+        self.theta, self.buf = server_update(self.theta, self.buf, agg, lr, momentum=self.cfg.optim.momentum,
+                                             weight_decay=self.cfg.optim.weight_decay)
+        losses = [got[w].aux for w in senders if math.isfinite(got[w].aux)]
+        gathered = bool(cl.dmc and (t + 1) % cl.T == 0)
+        if gathered:
+            waited += self.gather(t)
+        return {"step": t, "lr": lr, "loss": sum(losses) / len(losses) if losses else None,
+                "received": len(got), "gathered": int(gathered), "wait_time": waited}
+
+    def gather(self, t: int) -> float:
+        """DMC at step ``t``; returns the seconds spent waiting for the other servers."""
+        p, cl = self.p, self.cluster
+        others = [o for o in self.layout.servers if o != self.s]
+        self.inbox.set_floor(GATHER, t)
+        self.send_models(t, GATHER, others)
+        sync = p.variant == "sync"
+        q = p.quorum_ps - 1
+        timeout = self.opts.deadline if sync and self.opts.deadline is not None else self.opts.evict_timeout
+        tw = time.monotonic()
+        got = self.inbox.collect(GATHER, t, q, others, timeout=timeout, what="gather models",
+                                 strict=not sync)
+        waited = time.monotonic() - tw
+        received = (torch.stack([got[o].payload for o in sorted(got)]) if got
+                    else self.theta.new_empty((0, cl.d)))
+        if received.shape[0]:
+            self.correct_seen = received.clone()
+        f = p.f_ps if not sync else max(0, p.f_ps - (p.n_ps - 1 - len(got)))
+        if cl.model_rule == "mean":
+            self.theta = torch.cat([self.theta[None], received]).mean(dim=0)
+        else:
+            self.theta = dmc_gather(self.theta, received, f)
+        self.inbox.set_floor(GATHER, t + 1)
+        return waited
+
+
+def run_byzsgd_server(
+    cfg: Any,
+    run_dir: Path,
+    *,
+    rank: int,
+    world_size: int,
+    session: int,
+    opts: RuntimeOptions,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Serve as ByzSGD server ``rank`` until the last step (or a :class:`QuorumError`); write
+    ``servers/ps<rank>/`` and return the server's summary."""
+    b = cfg.byzsgd
+    layout = Layout(b.n_ps, cfg.workers)
+    if world_size != layout.world:
+        raise ValueError(f"byzsgd serve: n_ps={b.n_ps} servers + workers={cfg.workers} need "
+                         f"WORLD_SIZE={layout.world}, got {world_size}")
+    if not 0 <= rank < b.n_ps:
+        raise ValueError(f"byzsgd serve: a server's rank must lie in [0, n_ps={b.n_ps}), got {rank}")
+    out = Path(run_dir) / "servers" / f"ps{rank}"
+    out.mkdir(parents=True, exist_ok=True)
+    groups = init_mesh(rank, world_size, pairs(layout), connect_timeout=opts.connect_timeout,
+                       gloo_timeout=opts.gloo_timeout)
+    if rank == 0:
+        say(f"server 0: {b.n_ps} servers and {cfg.workers} workers joined; ByzSGD {b.variant}, "
+            f"run directory {run_dir}")
+    dataset, cluster = build_deployment(cfg)
+    mesh = Mesh(rank, groups, slots=cluster.d)
+    window = max(64, 4 * cluster.T)
+    srv = _Server(rank, cfg, cluster, dataset, mesh, {"window": window}, opts, session, out, say)
+    metrics = _CsvWriter(out / "metrics.csv")
+    metrics.reset()
+    faults = opts.faults_of(rank, role="server")
+    steps = cfg.training.steps
+    snapshots: list[torch.Tensor] = []
+    snap_steps: list[int] = []
+    wall = 0.0
+    error: str | None = None
+    t = 0
+    t_run = time.perf_counter()
+    try:
+        for t in range(steps):
+            fault = faults.get(t)
+            if fault == "kill":
+                say(f"server {rank}: fault injection: SIGKILL at step {t}")
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "stop":
+                say(f"server {rank}: fault injection: SIGSTOP at step {t}")
+                os.kill(os.getpid(), signal.SIGSTOP)
+            t0 = time.perf_counter()
+            row = srv.step(t)
+            wall += time.perf_counter() - t0
+            row["wall_time"] = wall
+            if (t + 1) % cfg.training.eval_every == 0 or t + 1 == steps:
+                set_flat_params(cluster.template, srv.theta)
+                ev = evaluate(cluster.template, dataset, batch_size=cfg.training.eval_batch_size)
+                row["test_loss"], row["test_accuracy"] = ev.get("loss"), ev.get("accuracy")
+                snapshots.append(srv.theta.clone())
+                snap_steps.append(t)
+                torch.save({"steps": snap_steps, "models": torch.stack(snapshots)}, out / "snapshots.pt")
+            metrics.append(row)
+            pe = opts.progress_every
+            if rank == 0 and pe and ((t + 1) % pe == 0 or t + 1 == steps):
+                rate = (t + 1) / max(1e-9, time.perf_counter() - t_run)
+                acc = row.get("test_accuracy")
+                say(f"step {t + 1}/{steps}  loss {_fmt(row['loss'])}  acc {_fmt(acc)}  "
+                    f"received {row['received']}/{cfg.workers}  {rate:.2f} steps/s")
+        t = steps
+    except QuorumError as e:
+        error = str(e)
+        srv.events.write(t, "stopped", None, detail=error)
+    finally:
+        mesh.flush(min(10.0, opts.evict_timeout))
+        mesh.close()
+    sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
+    summary = {
+        "server": rank, "byzantine": srv.byzantine, "steps_completed": t, "completed": error is None,
+        "error": error, "frames_sent": sent, "frames_replaced": mesh.replaced, "frames_undelivered": mesh.undelivered,
+        "rejections": dict(sorted(srv.inbox.rejections.items())),
+        "lost": {str(k): v for k, v in sorted(srv.inbox.lost.items())}, "gather_period": cluster.T,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if error is not None:
+        raise QuorumError(error)
+    return summary
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"

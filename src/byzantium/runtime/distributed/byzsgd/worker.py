@@ -1,0 +1,283 @@
+r"""A ByzSGD worker rank (worker ``j`` = rank ``n_ps + j``), correct or Byzantine.
+
+Per step (dstar_byzsgd.md §2.3, §2.7):
+
+* **Asynchronous (W1-W4).** Wait for the first ``q_ps`` valid models of one step from the
+  servers; take the newest step ``t`` for which that many arrived (a worker that fell behind
+  skips to the servers' current step instead of sending gradients nobody counts any more);
+  :math:`\tilde\theta = \mathrm{CwMed}` of them (in server order); compute the gradient of file
+  ``j`` of step ``t``; send it to every server.
+* **Synchronous.** Step 0 and gather steps (``t mod T = 0``) pull from every server (all ``n_ps``
+  until ``deadline``; the silent ones are faulty for the step). Normal steps take the model of
+  server ``(j + t) mod n_ps`` only, compute the gradient and run the Lipschitz and outliers
+  filters (:mod:`byzantium.byzsgd.protocol`); a rejected or missing model triggers the fallback:
+  a REQUEST to the other servers, the CwMed of every model received and a recomputed gradient.
+
+**A Byzantine worker** (the last ``f_w`` when the run's attack is set) runs the attack in its own
+process. It is omniscient about the data: it computes every worker's gradient of the step at its
+own combined model (the honest ones are what ALIE/IPM/... read, its own row is ``own``) and sends
+each server the attack's row for that server (generator ``byzsgd.worker_attack.<s>``, as the
+simulator), so it may equivocate. Colluding Byzantine workers agree exactly when their combined
+models coincide.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ....attacks import AttackContext
+from ....byzsgd import (
+    combine_models,
+    lipschitz_accept,
+    lipschitz_coefficient,
+    outliers_accept,
+    outliers_bound,
+    predicted_model,
+    push_history,
+    server_aggregate,
+)
+from ....seeding import generator
+from ....training.pergrad import per_file_gradients, set_flat_params
+from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
+from ..mesh import Mesh, init_mesh
+from ..options import RuntimeOptions
+from ..worker import faulty_frame
+from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, pairs
+
+__all__ = ["run_byzsgd_worker"]
+
+KIND_NAMES = {PARAMS: "pull", MESSAGE: "push", REQUEST: "request"}
+
+
+class _Worker:
+    def __init__(self, j: int, rank: int, cfg: Any, cluster: Any, mesh: Mesh, opts: RuntimeOptions,
+                 session: int, events: EventLog) -> None:
+        self.j, self.rank, self.cfg, self.cluster, self.mesh = j, rank, cfg, cluster, mesh
+        self.opts, self.session, self.events = opts, session, events
+        self.p = cluster.params
+        self.layout = Layout(self.p.n_ps, self.p.n_w)
+        self.byzantine = j in cluster.byz_w
+        self.inbox = Inbox(mesh, session=session, slots=cluster.d,
+                           kinds_from=lambda peer: (PARAMS,) if peer < self.p.n_ps else (),
+                           window=10**9, events=events, per_sender=max(64, 4 * cluster.T))
+        self.theta_prev: torch.Tensor | None = None
+        self.grad_prev: torch.Tensor | None = None
+        self.lip_history: list[float] = []
+        self.filter = {"accepted": 0, "rejected": 0, "rejected_lipschitz": 0, "rejected_outliers": 0,
+                       "timeouts": 0, "fallbacks": 0}
+
+    # ------------------------------------------------------------------ pulls
+    def _combine(self, got: dict[int, Received]) -> torch.Tensor:
+        p = self.p
+        stack = torch.stack([got[s].payload for s in sorted(got)])
+        if self.cluster.model_rule == "mean":
+            return stack.mean(dim=0)
+        f = p.f_ps if p.variant == "async" else max(0, p.f_ps - (p.n_ps - len(got)))
+        return combine_models(stack, f)
+
+    def _timeout(self, first: bool) -> float:
+        if first:
+            return self.opts.connect_timeout
+        if self.p.variant == "sync" and self.opts.deadline is not None:
+            return self.opts.deadline
+        return self.opts.evict_timeout
+
+    def newest_quorum(self, start: int, first: bool) -> tuple[int, dict[int, Received]]:
+        """Asynchronous pull: the newest step ``>= start`` with ``q_ps`` models, and those."""
+        q, servers = self.p.quorum_ps, self.layout.servers
+        t0 = time.monotonic()
+        while True:
+            ready = [st for (k, st), got in self.inbox.store.items()
+                     if k == PARAMS and st >= start and len(got) >= q]
+            if ready:
+                t = max(ready)
+                got = self.inbox.have(PARAMS, t)
+                return t, {s: got[s] for s in list(got)[:q]}
+            live = [s for s in servers if self.inbox.alive(s)]
+            if len(live) < q:
+                raise QuorumError(f"worker {self.j}: {len(live)} live server(s) cannot give the "
+                                  f"quorum q_ps={q} (lost: {sorted(self.inbox.lost)})")
+            left = self._timeout(first) - (time.monotonic() - t0)
+            if left <= 0:
+                raise QuorumError(f"worker {self.j}: no quorum of q_ps={q} models for a step >= {start} "
+                                  f"within {self._timeout(first):g} s")
+            self.inbox.pump(min(0.25, left))
+
+    def full_pull_sync(self, t: int, first: bool) -> dict[int, Received]:
+        got = self.inbox.collect(PARAMS, t, self.p.n_ps, self.layout.servers, timeout=self._timeout(first),
+                                 what="models", strict=False)
+        if len(got) < 2 * max(0, self.p.f_ps - (self.p.n_ps - len(got))) + 1:
+            raise QuorumError(f"step {t}: worker {self.j}: only {len(got)} model(s) arrived, too few "
+                              f"for the median with f_ps={self.p.f_ps}")
+        return got
+
+    # ------------------------------------------------------------------ gradients
+    def gradients(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
+        """This worker's gradient (correct), or every worker's (Byzantine: the attack's input)."""
+        cl = self.cluster
+        x, y = cl.files(t)
+        set_flat_params(cl.template, theta)
+        if self.byzantine:
+            G, loss = per_file_gradients(cl.template, cl.loss_fn, x, y, return_loss=True)
+            return G, float("nan")
+        G, loss = per_file_gradients(cl.template, cl.loss_fn, x[self.j:self.j + 1], y[self.j:self.j + 1],
+                                     return_loss=True)
+        return G[0], float(loss)
+
+    def messages(self, grads: torch.Tensor, t: int) -> list[torch.Tensor]:
+        """One gradient per server (index = server rank)."""
+        p, cl = self.p, self.cluster
+        if not self.byzantine:
+            return [grads] * p.n_ps
+        honest, own = grads[cl.correct_w], grads[cl.byz_w]
+        mine = cl.byz_w.index(self.j)
+        out = []
+        for s in range(p.n_ps):
+            ctx = AttackContext(
+                honest=honest, n=min(p.quorum_w, p.n_w), num_byzantine=len(cl.byz_w), own=own,
+                rule=lambda G: server_aggregate(G, p.f_w, cl.server_rule),
+                generator=generator(self.cfg.seed, f"byzsgd.worker_attack.{s}", t))
+            out.append(cl.worker_attack(ctx)[mine])
+        return out
+
+    # ------------------------------------------------------------------ one step
+    def step(self, t: int, first: bool) -> tuple[int, list[torch.Tensor], float]:
+        """Pull, compute; returns ``(step, per-server messages, loss)``."""
+        p, cl = self.p, self.cluster
+        sync = p.variant == "sync"
+        if not sync:
+            t, got = self.newest_quorum(t, first)
+            theta = self._combine(got)
+            grads, loss = self.gradients(theta, t)
+            return t, self.messages(grads, t), loss
+        normal = t % cl.T != 0 and self.theta_prev is not None
+        if not normal:
+            theta = self._combine(self.full_pull_sync(t, first))
+            grads, loss = self.gradients(theta, t)
+        else:
+            theta, grads, loss = self.sync_normal(t)
+        mine = grads if not self.byzantine else grads[self.j]
+        self.theta_prev, self.grad_prev = theta, mine
+        return t, self.messages(grads, t), loss
+
+    def sync_normal(self, t: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        p, cl, j = self.p, self.cluster, self.j
+        assert self.theta_prev is not None and self.grad_prev is not None
+        lr, since = float(cl.lr_fn(t)), t % cl.T
+        src = (j + t) % p.n_ps
+        got = self.inbox.collect(PARAMS, t, 1, [src], timeout=self._timeout(False), what="model",
+                                 strict=False)
+        ok = False
+        if got:
+            theta = got[src].payload
+            grads, loss = self.gradients(theta, t)
+            g = grads if not self.byzantine else grads[j]
+            k = lipschitz_coefficient(theta, self.theta_prev, g, self.grad_prev)
+            lip_ok = lipschitz_accept(k, self.lip_history, p.n_ps, p.f_ps)
+            pred = predicted_model(self.theta_prev, self.grad_prev, lr)
+            bound = outliers_bound(lr, float(g.norm()), cl.T, p.n_w, p.f_w, since)
+            out_ok = outliers_accept(theta, pred, bound)
+            push_history(self.lip_history, k)
+            ok = lip_ok and out_ok
+            self.filter["rejected_lipschitz"] += int(not lip_ok)
+            self.filter["rejected_outliers"] += int(not out_ok)
+        else:
+            self.filter["timeouts"] += 1
+        if ok:
+            self.filter["accepted"] += 1
+            return theta, grads, loss
+        self.filter["rejected"] += int(bool(got))
+        self.filter["fallbacks"] += 1
+        req = encode_frame(REQUEST, t, self.rank, torch.zeros(0), capacity=cl.d, session=self.session)
+        for s in self.layout.servers:
+            if s != src:
+                self.mesh.send(s, req)
+        theta = self._combine(self.full_pull_sync(t, False))
+        grads, loss = self.gradients(theta, t)
+        return theta, grads, loss
+
+
+def run_byzsgd_worker(
+    cfg: Any,
+    *,
+    rank: int,
+    world_size: int,
+    session: int,
+    opts: RuntimeOptions,
+    run_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> int:
+    """Serve as ByzSGD worker ``rank - n_ps`` until the last step (0) or until the servers cannot
+    give a quorum (1). With ``run_dir``, write ``workers/w<j>.json`` (frames sent, filters)."""
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    b = cfg.byzsgd
+    layout = Layout(b.n_ps, cfg.workers)
+    if world_size != layout.world:
+        raise ValueError(f"byzsgd work: n_ps={b.n_ps} servers + workers={cfg.workers} need "
+                         f"WORLD_SIZE={layout.world}, got {world_size}")
+    if not b.n_ps <= rank < layout.world:
+        raise ValueError(f"byzsgd work: a worker's rank must lie in [n_ps={b.n_ps}, {layout.world}), got {rank}")
+    j = layout.worker_index(rank)
+    faults = opts.faults_of(j)
+    if "short" in faults.values():
+        raise ValueError("byzsgd work: fault 'short' is not supported by the ByzSGD runtime (its mesh only "
+                         "sends whole frames); the other frame faults are")
+    groups = init_mesh(rank, world_size, pairs(layout), connect_timeout=opts.connect_timeout,
+                       gloo_timeout=opts.gloo_timeout)
+    dataset, cluster = build_deployment(cfg)
+    mesh = Mesh(rank, groups, slots=cluster.d)
+    events = EventLog(None if run_dir is None else Path(run_dir) / "workers" / f"w{j}.events.jsonl",
+                      f"worker {j}", say)
+    wk = _Worker(j, rank, cfg, cluster, mesh, opts, session, events)
+    say(f"worker {j}: rank {rank}/{world_size}, byzantine {wk.byzantine}, variant {b.variant}")
+    steps = cfg.training.steps
+    t, done, rc, error = 0, 0, 0, None
+    try:
+        while t < steps:
+            fault = faults.get(t)
+            if fault == "kill":
+                say(f"worker {j}: fault injection: SIGKILL at step {t}")
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "stop":
+                say(f"worker {j}: fault injection: SIGSTOP at step {t}")
+                os.kill(os.getpid(), signal.SIGSTOP)
+            t, msgs, loss = wk.step(t, first=done == 0)
+            fault = faults.get(t)
+            for s, m in enumerate(msgs):
+                if fault is None or fault in ("kill", "stop"):
+                    fr = encode_frame(MESSAGE, t, rank, m.to(torch.float32), capacity=cluster.d,
+                                      session=session, aux=loss)
+                else:
+                    fr = faulty_frame(fault, m.to(torch.float32), step=t, rank=rank, slots=cluster.d,
+                                      session=session, aux=loss)
+                mesh.send(s, fr)
+            wk.inbox.set_floor(PARAMS, t + 1)
+            done += 1
+            t += 1
+    except QuorumError as e:
+        error, rc = str(e), 1
+        say(f"worker {j}: {e}")
+    finally:
+        mesh.flush(min(10.0, opts.evict_timeout))
+        mesh.close()
+    if run_dir is not None:
+        out = Path(run_dir) / "workers"
+        out.mkdir(parents=True, exist_ok=True)
+        sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
+        (out / f"w{j}.json").write_text(json.dumps({
+            "worker": j, "byzantine": wk.byzantine, "steps_computed": done, "last_step": t - 1,
+            "frames_sent": sent, "frames_replaced": mesh.replaced, "frames_undelivered": mesh.undelivered, "filter": wk.filter,
+            "rejections": dict(sorted(wk.inbox.rejections.items())),
+            "lost": {str(k): v for k, v in sorted(wk.inbox.lost.items())}, "error": error,
+        }, indent=2))
+    say(f"worker {j}: finished after {done} computed step(s), last step {t - 1}")
+    return rc

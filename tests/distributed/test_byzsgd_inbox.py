@@ -1,0 +1,92 @@
+"""The ByzSGD inbox on a fake mesh (no processes): validation, one frame per sender per step,
+late / future / flooding frames, quorums and their failure."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+import torch
+
+from byzantium.runtime.distributed.byzsgd.node import EventLog, Inbox, QuorumError
+from byzantium.runtime.distributed.frames import GATHER, MESSAGE, PARAMS, encode_frame
+from byzantium.runtime.distributed.mesh import Arrival, Lost
+
+SESSION, D = 77, 4
+
+
+class FakeMesh:
+    def __init__(self) -> None:
+        self.q: queue.Queue = queue.Queue()
+
+    def get(self, timeout: float):
+        try:
+            return self.q.get(timeout=min(timeout, 0.01))
+        except queue.Empty:
+            return None
+
+    def put(self, peer: int, kind: int, step: int, value: float, *, sender: int | None = None) -> None:
+        fr = encode_frame(kind, step, peer if sender is None else sender, torch.full((D,), value),
+                          capacity=D, session=SESSION, aux=value)
+        self.q.put(Arrival(peer, fr, 0.0))
+
+
+def make(**kw):
+    mesh = FakeMesh()
+    inbox = Inbox(mesh, session=SESSION, slots=D, kinds_from=lambda p: (MESSAGE, GATHER),
+                  window=kw.pop("window", 5), events=EventLog(None, "test", lambda m: None), **kw)
+    return mesh, inbox
+
+
+def drain(mesh, inbox) -> None:
+    while not mesh.q.empty():
+        inbox.pump(0.0)
+
+
+def test_first_frame_per_sender_counts_and_quorum_is_first_arrivals() -> None:
+    mesh, inbox = make()
+    for peer, v in ((3, 1.0), (5, 2.0), (3, 9.0), (4, 3.0), (6, 4.0)):
+        mesh.put(peer, MESSAGE, 0, v)
+    got = inbox.collect(MESSAGE, 0, 3, [3, 4, 5, 6], timeout=1.0, what="gradients")
+    assert list(got) == [3, 5, 4]  # arrival order, the duplicate from 3 ignored
+    assert float(got[3].payload[0]) == 1.0 and got[5].aux == 2.0
+    assert inbox.rejections == {"duplicate": 1}
+
+
+def test_late_future_wrong_kind_and_forged_frames_are_rejected() -> None:
+    mesh, inbox = make(window=5)
+    inbox.set_floor(MESSAGE, 10)
+    mesh.put(3, MESSAGE, 9, 1.0)        # late
+    mesh.put(3, MESSAGE, 16, 1.0)       # beyond the window
+    mesh.put(3, PARAMS, 10, 1.0)        # a kind this peer may not send
+    mesh.put(3, MESSAGE, 10, 1.0, sender=4)  # claims another sender
+    mesh.put(3, MESSAGE, 12, 1.0)       # future, buffered
+    drain(mesh, inbox)
+    assert inbox.rejections == {"late": 1, "step": 1, "malformed": 1, "sender": 1}
+    assert list(inbox.have(MESSAGE, 12)) == [3]
+    inbox.set_floor(MESSAGE, 13)
+    assert inbox.have(MESSAGE, 12) == {}
+
+
+def test_a_flooding_sender_keeps_bounded_memory() -> None:
+    mesh, inbox = make(window=10**9, per_sender=8)
+    for step in range(100):
+        mesh.put(3, MESSAGE, step, float(step))
+    mesh.put(4, MESSAGE, 0, 0.5)
+    drain(mesh, inbox)
+    held = [k for k, v in inbox.store.items() if 3 in v]
+    assert len(held) == 8 and min(s for _, s in held) == 92  # its newest 8 kept
+    assert list(inbox.have(MESSAGE, 0)) == [4]  # other senders untouched
+
+
+def test_unreachable_quorum_raises_and_non_strict_returns_what_came() -> None:
+    mesh, inbox = make()
+    mesh.put(3, MESSAGE, 0, 1.0)
+    mesh.q.put(Lost(4, "recv", "connection closed"))
+    mesh.q.put(Lost(5, "recv", "connection closed"))
+    with pytest.raises(QuorumError, match=r"1 received and 1 live sender\(s\) left cannot reach the quorum q=3"):
+        inbox.collect(MESSAGE, 0, 3, [3, 4, 5, 6], timeout=1.0, what="gradients")
+    got = inbox.collect(MESSAGE, 0, 3, [3, 4, 5, 6], timeout=0.05, what="gradients", strict=False)
+    assert list(got) == [3]
+    with pytest.raises(QuorumError, match="within 0.05 s"):
+        inbox.collect(MESSAGE, 0, 2, [3, 6], timeout=0.05, what="gradients")

@@ -1,0 +1,145 @@
+"""Distributed ByzSGD: n_ps server ranks and n_w worker ranks on loopback, no trusted component.
+
+Each job is a few seconds of 8-12 processes on a linear model; the simulator runs the same config
+for comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from byzantium.runtime.distributed import LaunchError, launch
+from byzantium.runtime.distributed.byzsgd import Layout, pairs
+from byzantium.runtime.distributed.options import RuntimeOptions, parse_fault
+from byzantium.training.byzsgd_run import build_byzsgd_cluster
+from byzantium.training.data import load_dataset
+from byzantium.training.loop import run_training
+from byzantium.training.results import read_metrics
+
+from .conftest import tiny_cfg
+
+
+def byz_cfg(steps: int = 20, workers: int = 7, **byz):
+    over = dict(byz)
+    attack = over.pop("attack", {"name": "reversed", "q": 2})
+    optim = over.pop("optim", {"lr": 0.1, "momentum": 0.0, "schedule": "constant"})
+    return tiny_cfg(workers=workers, steps=steps, scheme={"name": "byzsgd"}, attack=attack, optim=optim,
+                    training={"steps": steps, "batch_size": 70, "eval_every": 5, "eval_batch_size": 500},
+                    byzsgd={"n_ps": 5, "f_ps": 1, "gather_period": 3, **over})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("logistic", train_size=600, seed=0, dim=10, num_classes=3)
+
+
+OPTS = RuntimeOptions(progress_every=0, evict_timeout=30.0)
+
+
+def _snapshot(run, s: int, step: int) -> torch.Tensor:
+    sn = torch.load(run / "servers" / f"ps{s}" / "snapshots.pt", weights_only=True)
+    return sn["models"][sn["steps"].index(step)]
+
+
+def test_layout_and_pairs() -> None:
+    lay = Layout(3, 4)
+    assert lay.world == 7 and lay.servers == [0, 1, 2] and lay.workers == [3, 4, 5, 6]
+    p = pairs(lay)
+    assert len(p) == 3 * 4 + 3 and len(set(p)) == len(p)
+    assert p[:4] == [(0, 3), (0, 4), (0, 5), (0, 6)] and p[-3:] == [(0, 1), (0, 2), (1, 2)]
+    f = parse_fault("ps2:kill@5")
+    assert (f.role, f.worker, f.kind, f.steps) == ("server", 2, "kill", (5,)) and f.spec() == "ps2:kill@5"
+    with pytest.raises(ValueError, match="server fault kind must be one of kill, stop"):
+        parse_fault("ps2:nan@5")
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_no_fault_run_equals_the_simulator(momentum, zygote, data, tmp_path) -> None:
+    """f_ps = f_w = 0 and quorums of everyone: every party sees every message, so the real run is
+    the lock-step simulation (up to the last bit of the per-file gradient pass)."""
+    cfg = byz_cfg(steps=8, workers=4, n_ps=3, f_ps=0, attack={"name": "none"},
+                  optim={"lr": 0.1, "momentum": momentum, "weight_decay": 1e-3, "schedule": "constant"})
+    summary = launch(cfg, tmp_path / "d", opts=OPTS, zygote=zygote, timeout=120)
+    assert summary["completed"] and summary["servers_completed"] == [0, 1, 2]
+    sim = build_byzsgd_cluster(cfg, data, scheme_cfg=cfg.scheme)
+    sim.run(8)
+    for s in range(3):
+        torch.testing.assert_close(_snapshot(tmp_path / "d", s, 7), sim.models[s], rtol=1e-5, atol=1e-6)
+    # 3 x 4 pulls and pushes per step, 3 x 2 gather models every T = 3 steps (2 gathers in 8 steps)
+    # every frame is sent, replaced in its latest-only outbox (rare) or undelivered (its peer had
+    # already finished: the last gather's extra models)
+    fr = summary["frames_per_step"]
+    sent = round((fr["pull"] + fr["push"] + fr["gather"]) * 8)
+    assert sent + summary["frames_replaced"] + summary["frames_undelivered"] == 2 * 12 * 8 + 6 * 2
+
+
+def test_async_under_server_and_worker_attacks(zygote, data, tmp_path) -> None:
+    """n_ps = 5 with one Byzantine server sending -100 theta, n_w = 7 with two reversed-gradient
+    workers: the run completes, matches the simulator's accuracy and counts the paper's
+    messages."""
+    steps = 30
+    cfg = byz_cfg(steps=steps, server_attack="reverse")
+    summary = launch(cfg, tmp_path / "d", opts=OPTS, zygote=zygote, timeout=120)
+    assert summary["completed"] and summary["correct_servers"] == [0, 1, 2, 3]
+    assert summary["servers_completed"] == [0, 1, 2, 3, 4] and summary["errors"] == {}
+    rows = read_metrics(tmp_path / "d" / "metrics.csv")
+    assert [r["step"] for r in rows] == list(range(steps))
+    assert all(r["received"] == 5 for r in rows)  # q_w = n_w - f_w gradients counted
+    sim = run_training(cfg, tmp_path / "s", progress=False, dataset=data)
+    assert summary["final_test_accuracy"] > 0.6
+    assert summary["final_test_accuracy"] == pytest.approx(sim["final_test_accuracy"], abs=0.05)
+    fr = summary["frames_per_step"]
+    sent = round((fr["pull"] + fr["push"] + fr["gather"]) * steps)
+    assert (sent + summary["frames_replaced"] + summary["frames_undelivered"]
+            == (35 + 35) * steps + 5 * 4 * (steps // 3))
+    assert summary["frames_undelivered"] <= 5 * 4  # at most the last gather's
+    assert summary["max_drift"] < 1.0  # DMC keeps the correct servers together
+    assert (tmp_path / "d" / "accuracy.png").exists()
+
+
+def test_a_killed_server_does_not_stop_the_others(zygote, tmp_path) -> None:
+    opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, faults=(parse_fault("ps1:kill@6"),))
+    summary = launch(byz_cfg(steps=20), tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    assert summary["completed"] and summary["steps_completed"] == 20
+    assert summary["servers_completed"] == [0, 2, 3, 4] and summary["servers_without_summary"] == [1]
+    assert summary["final_test_accuracy"] > 0.6
+    lost = json.loads((tmp_path / "d" / "servers" / "ps0" / "summary.json").read_text())["lost"]
+    assert list(lost) == ["1"]
+
+
+def test_too_many_dead_servers_is_a_clear_error(zygote, tmp_path) -> None:
+    """Two crashed servers of five with f_ps = 1: no quorum of q_ps = 4 models is reachable."""
+    faults = (parse_fault("ps1:kill@4"), parse_fault("ps2:kill@4"))
+    opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, faults=faults)
+    with pytest.raises(LaunchError, match="cannot reach the quorum|cannot give the quorum") as e:
+        launch(byz_cfg(steps=20), tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    assert e.value.returncode == 3
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert not summary["completed"] and summary["errors"]
+
+
+def test_sync_variant_filters_the_byzantine_server(zygote, data, tmp_path) -> None:
+    """Synchronous ByzSGD: each worker pulls one server per normal step; the -100 theta models of
+    the Byzantine server fail the outliers filter and fall back to a full pull."""
+    steps = 20
+    cfg = byz_cfg(steps=steps, variant="sync", server_attack="reverse")
+    opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, deadline=20.0)
+    summary = launch(cfg, tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    assert summary["completed"] and summary["servers_completed"] == [0, 1, 2, 3, 4]
+    T = summary["gather_period"]
+    for j, fl in summary["worker_filters"].items():
+        byz_pulls = sum(1 for t in range(1, steps) if t % T and (int(j) + t) % 5 == 4)
+        assert fl["rejected_outliers"] >= byz_pulls > 0
+        assert fl["fallbacks"] == fl["rejected"] + fl["timeouts"]
+    assert summary["frames_per_step"]["request"] > 0
+    # fewer pulls than the asynchronous variant's n_ps * n_w = 35 per step
+    assert summary["frames_per_step"]["pull"] < 35
+    sim = run_training(cfg, tmp_path / "s", progress=False, dataset=data)
+    assert summary["final_test_accuracy"] == pytest.approx(sim["final_test_accuracy"], abs=0.05)
+
+
+def test_byzsgd_resume_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="--resume is not supported for distributed ByzSGD"):
+        launch(byz_cfg(), tmp_path / "d", resume=True)
