@@ -18,6 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 __all__ = [
+    "byzsgd_section",
     "ConfigError",
     "DataConfig",
     "ModelConfig",
@@ -146,6 +147,10 @@ class SchemeConfig:
     variant: Literal["A", "B", "C", "D", "E"] = "A"
     vote_rtol: float = 1e-5
     on_no_majority: Literal["drop", "median"] = "drop"
+    byzsgd: dict = field(default_factory=dict)
+    """``byzsgd`` only: overrides of the run's ``byzsgd:`` section for this entry, e.g.
+    ``{server_rule: mean, model_rule: mean, dmc: false}`` puts the vanilla replicated baseline in
+    a ``compare`` list next to ByzSGD."""
 
     @property
     def display(self) -> str:
@@ -345,10 +350,28 @@ def _validate(cfg: RunConfig) -> RunConfig:
             raise ConfigError(f"{path}.lam: must be >= 1, got {sc.lam}")
         if not sc.vote_rtol >= 0:
             raise ConfigError(f"{path}.vote_rtol: must be >= 0, got {sc.vote_rtol}")
-    g = cfg.byzsgd.gather_period
-    if isinstance(g, str) and g != "auto" or isinstance(g, int) and g < 1:
-        raise ConfigError(f"byzsgd.gather_period: expected an integer >= 1 or 'auto', got {g!r}")
+        if sc.byzsgd and sc.name != "byzsgd":
+            raise ConfigError(f"{path}.byzsgd: only a byzsgd scheme takes byzsgd overrides "
+                              f"(this entry is {sc.name!r})")
+        _check_byzsgd(byzsgd_section(cfg, sc, path), f"{path}.byzsgd" if sc.byzsgd else "byzsgd")
+    if cfg.scheme.byzsgd:  # the run's own scheme: its overrides are the section
+        cfg.byzsgd = byzsgd_section(cfg, cfg.scheme)
+    _check_byzsgd(cfg.byzsgd, "byzsgd")
     return cfg
+
+
+def _check_byzsgd(b: ByzSGDConfig, path: str) -> None:
+    g = b.gather_period
+    if isinstance(g, str) and g != "auto" or isinstance(g, int) and g < 1:
+        raise ConfigError(f"{path}.gather_period: expected an integer >= 1 or 'auto', got {g!r}")
+
+
+def byzsgd_section(cfg: RunConfig, scheme: SchemeConfig, path: str = "scheme") -> ByzSGDConfig:
+    """The ``byzsgd:`` section with ``scheme.byzsgd``'s overrides applied (errors name
+    ``path.byzsgd.<field>``)."""
+    if not scheme.byzsgd:
+        return cfg.byzsgd
+    return _build(ByzSGDConfig, {**dataclasses.asdict(cfg.byzsgd), **scheme.byzsgd}, f"{path}.byzsgd")
 
 
 # --------------------------------------------------------------------------------------------

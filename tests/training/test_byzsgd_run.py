@@ -130,3 +130,32 @@ def test_build_byzsgd_cluster(tmp_path) -> None:
     cfg.training.batch_size = 6
     with pytest.raises(ConfigError, match="batch_size: 6 gives no sample per ByzSGD worker"):
         build_byzsgd_cluster(cfg, ds, scheme_cfg=cfg.scheme)
+
+
+def test_compare_entries_override_the_byzsgd_section(tmp_path) -> None:
+    """A compare entry's ``byzsgd:`` overrides (the vanilla replicated baseline) reach its run
+    only; unknown fields and overrides on other schemes are errors naming the entry."""
+    raw = {
+        "workers": 7,
+        "data": {"name": "logistic", "train_size": 600, "params": {"dim": 10, "num_classes": 3}},
+        "model": {"name": "logreg"}, "optim": {"lr": 0.1, "momentum": 0.0},
+        "training": {"steps": 4, "batch_size": 70, "eval_every": 2, "threads": 1},
+        "attack": {"name": "reversed", "q": 2},
+        "byzsgd": {"n_ps": 5, "f_ps": 1, "server_attack": "reverse"},
+    }
+    cfg = parse_config({**raw, "compare": [
+        {"name": "byzsgd"},
+        {"name": "byzsgd", "label": "vanilla", "byzsgd": {"server_rule": "mean", "model_rule": "mean",
+                                                           "dmc": False}}]})
+    a = run_training(cfg, tmp_path / "a", scheme_cfg=cfg.compare[0], progress=False)
+    b = run_training(cfg, tmp_path / "b", scheme_cfg=cfg.compare[1], progress=False)
+    assert a["aggregator"] == "mda at servers, median of models, DMC"
+    assert b["aggregator"] == "mean at servers, mean of models"
+    with pytest.raises(ConfigError, match=r"unknown field compare\[0\]\.byzsgd\.n_servers"):
+        parse_config({**raw, "compare": [{"name": "byzsgd", "byzsgd": {"n_servers": 3}}]})
+    with pytest.raises(ConfigError, match=r"compare\[0\]\.byzsgd: only a byzsgd scheme"):
+        parse_config({**raw, "compare": [{"name": "vanilla", "byzsgd": {"dmc": False}}]})
+    with pytest.raises(ConfigError, match=r"compare\[0\]\.byzsgd\.gather_period"):
+        parse_config({**raw, "compare": [{"name": "byzsgd", "byzsgd": {"gather_period": 0}}]})
+    own = parse_config({**raw, "scheme": {"name": "byzsgd", "byzsgd": {"n_ps": 7}}})
+    assert own.byzsgd.n_ps == 7  # the run's own scheme: its overrides become the section

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from ..byzsgd import ByzSGDCluster, ByzSGDError, ByzSGDParams
-from ..config import ConfigError, RunConfig, SchemeConfig, to_dict
+from ..config import byzsgd_section, ConfigError, RunConfig, SchemeConfig, to_dict
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_config, write_summary
 
@@ -63,6 +63,14 @@ def _optimizer_label(momentum: float, weight_decay: float) -> str:
     return label + (f", weight_decay {weight_decay:g}" if weight_decay else "")
 
 
+def with_scheme_overrides(cfg: RunConfig, scheme_cfg: SchemeConfig) -> RunConfig:
+    """``cfg`` with ``scheme_cfg.byzsgd``'s overrides applied to its ``byzsgd:`` section (a
+    ``compare`` entry such as the vanilla replicated baseline)."""
+    if not scheme_cfg.byzsgd:
+        return cfg
+    return dataclasses.replace(cfg, byzsgd=byzsgd_section(cfg, scheme_cfg))
+
+
 def build_byzsgd_cluster(
     cfg: RunConfig, dataset: Any, *, scheme_cfg: SchemeConfig, attack_enabled: bool = True
 ) -> ByzSGDCluster:
@@ -76,6 +84,7 @@ def build_byzsgd_cluster(
     ``attack`` and ``server_attack`` (``"none"`` when off), ``optimizer`` (a label),
     ``momentum``, ``weight_decay``. Errors are :class:`ConfigError` naming the field.
     """
+    cfg = with_scheme_overrides(cfg, scheme_cfg)
     q = scheme_cfg.q if scheme_cfg.q is not None else cfg.attack.q
     params = byzsgd_params(cfg, q)
     b, o = cfg.byzsgd, cfg.optim
@@ -234,6 +243,7 @@ def run_byzsgd(
     """
     from .data import load_dataset
 
+    cfg = with_scheme_overrides(cfg, scheme_cfg)
     label = label or scheme_cfg.display
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
