@@ -96,7 +96,7 @@ def test_async_under_server_and_worker_attacks(zygote, data, tmp_path) -> None:
             == (35 + 35) * steps + 5 * 4 * (steps // 3))
     assert summary["frames_undelivered"] <= 5 * 4  # at most the last gather's
     assert summary["max_drift"] < 1.0  # DMC keeps the correct servers together
-    assert (tmp_path / "d" / "accuracy.png").exists()
+    assert (tmp_path / "d" / "accuracy.png").exists() and (tmp_path / "d" / "drift.png").exists()
 
 
 def test_a_killed_server_does_not_stop_the_others(zygote, tmp_path) -> None:

@@ -43,14 +43,16 @@ def write_config(run_dir: Path, cfg_dict: dict) -> None:
 
 
 class MetricsWriter:
-    """Append-only CSV of per-step metrics; :meth:`truncate` supports exact resume."""
+    """Append-only CSV of per-step metrics; :meth:`truncate` supports exact resume. ``fields``:
+    the columns (default :data:`METRIC_FIELDS`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fields: Sequence[str] = METRIC_FIELDS) -> None:
         self.path = path
+        self.fields = tuple(fields)
 
     def reset(self) -> None:
         with self.path.open("w", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=METRIC_FIELDS).writeheader()
+            csv.DictWriter(fh, fieldnames=self.fields).writeheader()
 
     def truncate(self, last_step: int) -> list[dict[str, Any]]:
         """Keep rows with ``step <= last_step`` (the checkpoint's), drop the rest; return kept rows."""
@@ -61,9 +63,9 @@ class MetricsWriter:
 
     def append_many(self, rows: Iterable[dict[str, Any]]) -> None:
         with self.path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
             for row in rows:
-                w.writerow({k: _fmt(row.get(k)) for k in METRIC_FIELDS})
+                w.writerow({k: _fmt(row.get(k)) for k in self.fields})
 
     def append(self, row: dict[str, Any]) -> None:
         self.append_many([row])

@@ -6,7 +6,7 @@ writes for a simulated ByzSGD run: ``metrics.csv`` (per step: the correct server
 at eval steps their mean test accuracy and the drift = max pairwise distance between their
 models, from the snapshots), ``summary.json`` (accuracy mean/min/max over the correct servers
 that finished, the largest drift seen, frames per step by kind counted by the senders, the median
-server step time) and ``accuracy.png``.
+server step time), ``accuracy.png`` and ``drift.png``.
 
 Correct servers: the first ``n_ps - f_ps`` when a server attack is set, else all; a server that
 crashed (fault injection or a real failure) still counts as correct up to its last snapshot, and
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ....byzsgd import drift
-from ....training.results import MetricsWriter, plot_accuracy, read_metrics, write_summary
+from ....training.results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_summary
 
 __all__ = ["merge_run"]
 
@@ -144,4 +144,8 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
     if any(r.get("test_accuracy") is not None for r in merged):
         plot_accuracy(run_dir / "accuracy.png", [(summary["label"], merged)],
                       title=f"{cfg.name}: {summary['label']} (distributed ByzSGD)")
+    if drifts:
+        plot_drift(run_dir / "drift.png", merged,
+                   title=f"{cfg.name}: drift between correct servers at eval steps (distributed, "
+                         f"n_ps={b.n_ps}, f_ps={b.f_ps}, T={summary['gather_period']})")
     return summary

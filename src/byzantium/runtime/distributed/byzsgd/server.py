@@ -58,23 +58,6 @@ SERVER_FIELDS = ("step", "loss", "lr", "wall_time", "wait_time", "received", "ga
 KIND_NAMES = {PARAMS: "pull", MESSAGE: "push", GATHER: "gather", REQUEST: "request"}
 
 
-class _CsvWriter(MetricsWriter):
-    """metrics.csv with the server's own columns."""
-
-    def reset(self) -> None:
-        import csv
-
-        with self.path.open("w", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=SERVER_FIELDS).writeheader()
-
-    def append(self, row: dict[str, Any]) -> None:
-        import csv
-
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=SERVER_FIELDS).writerow(
-                {k: ("" if row.get(k) is None else row[k]) for k in SERVER_FIELDS})
-
-
 class _Server:
     def __init__(self, s: int, cfg: Any, cluster: Any, dataset: Any, mesh: Mesh, inbox_args: dict,
                  opts: RuntimeOptions, session: int, out: Path, say: Callable[[str], None]) -> None:
@@ -228,7 +211,7 @@ def run_byzsgd_server(
     mesh = Mesh(rank, groups, slots=cluster.d)
     window = max(64, 4 * cluster.T)
     srv = _Server(rank, cfg, cluster, dataset, mesh, {"window": window}, opts, session, out, say)
-    metrics = _CsvWriter(out / "metrics.csv")
+    metrics = MetricsWriter(out / "metrics.csv", SERVER_FIELDS)
     metrics.reset()
     faults = opts.faults_of(rank, role="server")
     steps = cfg.training.steps
