@@ -73,8 +73,8 @@ def test_drift_saw_tooth_with_random_server(logistic):
             assert m["drift"] < 0.75 * m["drift_pre_gather"]  # measured ratios 0.33-0.50
         else:
             assert m["drift"] == m["drift_pre_gather"] > 0
-    assert ms[0]["messages"] == {"pull": 35, "push": 35, "gather": 0}
-    assert ms[3]["messages"] == {"pull": 35, "push": 35, "gather": 20}  # n_ps (n_ps - 1)
+    assert ms[0]["messages"] == {"pull": 35, "push": 35, "gather": 0, "request": 0}
+    assert ms[3]["messages"] == {"pull": 35, "push": 35, "gather": 20, "request": 0}  # n_ps (n_ps - 1)
 
 
 @pytest.mark.parametrize("behaviour", ["random", "equivocation", "alie"])
@@ -135,6 +135,11 @@ def test_sync_filters_reject_reverse_and_fall_back(logistic):
     assert c.evaluate()["acc_min"] > 0.85
     # normal steps pull from one server (plus fallbacks); gather steps (t % T == 0) from all
     assert ms[0]["messages"]["pull"] == 35 and ms[1]["messages"]["pull"] < 35
+    # a normal step: n_w pulls, then per fallback n_ps - 1 requests and n_ps - 1 more models
+    for m in ms[1:]:
+        if m["step"] % 3:
+            fb = m["filter"]["fallbacks"]
+            assert m["messages"]["request"] == 4 * fb and m["messages"]["pull"] == 7 + 4 * fb
 
 
 def test_sync_honest_models_pass_outliers_filter(logistic):

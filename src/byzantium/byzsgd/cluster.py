@@ -197,7 +197,11 @@ class ByzSGDCluster:
         return out
 
     def _full_pull(self, t: int, workers: list[int], stats: dict[str, Any], tag: str = "pull") -> Tensor:
-        """Models combined by ``workers`` from a pull to all servers: ``(len(workers), d)``."""
+        """Models combined by ``workers`` from a pull to all servers: ``(len(workers), d)``.
+
+        Messages: one model per replying server and worker; a sync fallback (``tag="fallback"``)
+        first sends a request to the ``n_ps - 1`` servers it has not pulled from, and the server it
+        pulled from does not send again (as the distributed runtime counts them)."""
         p = self.params
         byz = self._byzantine_models(t, "pull", len(workers))
         avail = self.correct_ps + sorted(byz)
@@ -207,7 +211,12 @@ class ByzSGDCluster:
             chosen = choose_senders(avail, self.byz_ps, p.quorum_ps, self.scheduler, g)
             stack = torch.stack([byz[s][r] if s in byz else self.models[s] for s in chosen])
             out[r] = self._combine(stack, self._f_eff(p.f_ps, p.n_ps, len(avail)))
-        stats["messages"]["pull"] += len(workers) * len(avail)
+        if tag == "fallback":
+            already = sum(1 for j in workers if (j + t) % p.n_ps in avail)
+            stats["messages"]["request"] += len(workers) * (p.n_ps - 1)
+            stats["messages"]["pull"] += len(workers) * len(avail) - already
+        else:
+            stats["messages"]["pull"] += len(workers) * len(avail)
         return out
 
     def _gradients(self, thetas: Tensor, workers: list[int], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -235,7 +244,7 @@ class ByzSGDCluster:
         all_w = list(range(p.n_w))
         stats: dict[str, Any] = {
             "step": t, "lr": lr, "T": self.T,
-            "messages": {"pull": 0, "push": 0, "gather": 0},
+            "messages": {"pull": 0, "push": 0, "gather": 0, "request": 0},
             "filter": {"accepted": 0, "rejected": 0, "rejected_honest": 0, "accepted_byzantine": 0,
                        "rejected_lipschitz": 0, "rejected_outliers": 0, "rejected_outliers_honest": 0,
                        "timeouts": 0, "fallbacks": 0},

@@ -111,6 +111,7 @@ class Inbox:
         self.floor: dict[int, int] = {}
         self.lost: dict[int, str] = {}
         self.rejections: dict[str, int] = {}
+        self.echo_lost = True  # off at the last step: peers that are done exit then
 
     def alive(self, peer: int) -> bool:
         return peer not in self.lost
@@ -137,7 +138,8 @@ class Inbox:
         if isinstance(ev, Lost):
             if ev.peer not in self.lost:
                 self.lost[ev.peer] = f"{ev.where}: {ev.detail}"
-                self.log.write(min(self.floor.values(), default=0), "lost", ev.peer, detail=self.lost[ev.peer])
+                self.log.write(min(self.floor.values(), default=0), "lost", ev.peer, detail=self.lost[ev.peer],
+                               echo=self.echo_lost)
             return True
         assert isinstance(ev, Arrival)
         peer = ev.peer

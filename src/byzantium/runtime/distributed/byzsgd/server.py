@@ -231,6 +231,7 @@ def run_byzsgd_server(
                 say(f"server {rank}: fault injection: SIGSTOP at step {t}")
                 os.kill(os.getpid(), signal.SIGSTOP)
             t0 = time.perf_counter()
+            srv.inbox.echo_lost = t + 1 < steps
             row = srv.step(t)
             wall += time.perf_counter() - t0
             row["wall_time"] = wall
