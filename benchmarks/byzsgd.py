@@ -19,7 +19,9 @@ counted by the simulator. Distributed runtime (``--runtime dist``): real jobs on
 process per server and per worker, forked from one pre-imported zygote), the median of the correct
 servers' per-step wall times (first 5 steps dropped, from their metrics.csv) and the frames each
 rank handed to gloo. The distributed single-server row runs the same ByzSGD runtime with one server
-(its workers then take that server's model as is), so the rows differ only in the protocol.
+(its workers then take that server's model as is), so the rows differ only in the protocol; the
+extra row **star runtime, MDA** is the single-server runtime of issue 5 (``scheme: robust,
+aggregator: mda``) on the same workers, for the cost of the mesh itself.
 All ratios are against the single-server row of the same runtime, measured in the same run.
 On a 2-core machine the 15 processes of a 5-server job share two cores: the distributed times say
 how much work the protocol adds, not how a cluster with a core per process would scale.
@@ -28,6 +30,7 @@ how much work the protocol adds, not how a cluster with a core per process would
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -103,6 +106,15 @@ def run_dist(steps: int, root: Path) -> dict[str, dict]:
                          "msgs": {k: s["frames_per_step"].get(k, 0.0) for k in KINDS},
                          "acc": s["final_test_accuracy"], "T": s["gather_period"], "job_s": job_s}
             print(f"  ran {name}: {job_s:.1f} s", file=sys.stderr, flush=True)
+        cfg = dist_cfg(1, 0, "async", False, None, steps)
+        cfg = dataclasses.replace(cfg, scheme=dataclasses.replace(cfg.scheme, name="robust", aggregator="mda"))
+        run = root / "star"
+        s = launch(cfg, run, opts=opts, zygote=zyg, timeout=600)
+        walls = [r["wall_time"] for r in read_metrics(run / "metrics.csv")]
+        deltas = [b - a for a, b in zip(walls[:-1], walls[1:])][5:]
+        out["star runtime, MDA"] = {"ms": 1000 * statistics.median(deltas),
+                                    "msgs": {"pull": float(N_W), "push": float(N_W)},
+                                    "acc": s["final_test_accuracy"], "T": 0}
     return out
 
 
