@@ -92,6 +92,9 @@ def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
     _common(ps)
     ps.add_argument("--out", help="run directory (default: <out_dir>/<name>/<scheme>)")
     ps.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    ps.add_argument("--resume-step", type=int, default=None, metavar="R",
+                    help="ByzSGD: the step every rank resumes from (default with --resume: the "
+                         "newest step with a quorum of server checkpoints in --out)")
     _runtime_flags(ps)
     ps.set_defaults(func=_cmd_serve)
 
@@ -99,6 +102,8 @@ def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
     _common(pw)
     pw.add_argument("--out", help="ByzSGD only: run directory where the worker writes "
                                   "workers/w<j>.json (frames sent, filter counts)")
+    pw.add_argument("--resume-step", type=int, default=0, metavar="R",
+                    help="ByzSGD only: start at step R (the servers' --resume-step)")
     _runtime_flags(pw)
     pw.set_defaults(func=_cmd_work)
 
@@ -191,11 +196,16 @@ def _serve(args: argparse.Namespace) -> int:
     if cfg.scheme.name == "byzsgd":
         from .byzsgd import QuorumError, run_byzsgd_server
 
-        if args.resume:
-            raise ValueError("serve: --resume is not supported for distributed ByzSGD runs")
+        from .byzsgd.checkpoint import resume_step
+
+        R = args.resume_step
+        if R is None and args.resume:
+            from ...training.byzsgd_run import byzsgd_params
+
+            R = resume_step(_out(args, cfg), cfg.byzsgd.n_ps, byzsgd_params(cfg, cfg.attack.q).quorum_ps)
         try:
             run_byzsgd_server(cfg, _out(args, cfg), rank=rank, world_size=world,
-                              session=_session(args, cfg), opts=_options(args),
+                              session=_session(args, cfg), opts=_options(args), resume_step=R,
                               say=lambda m: print(m, flush=True))
         except QuorumError as e:
             print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
@@ -225,7 +235,8 @@ def _work(args: argparse.Namespace) -> int:
         from .byzsgd import run_byzsgd_worker
 
         return run_byzsgd_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
-                                 opts=_options(args), run_dir=Path(args.out) if args.out else None)
+                                 opts=_options(args), run_dir=Path(args.out) if args.out else None,
+                                 start_step=args.resume_step)
     return run_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
                       opts=_options(args))
 

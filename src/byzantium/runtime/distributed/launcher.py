@@ -94,9 +94,6 @@ class Launch:
 
             cfg = dataclasses.replace(cfg, workers=K)
         self.cfg, self.K = cfg, K
-        if resume and self.byzsgd:
-            raise ValueError("launch: --resume is not supported for distributed ByzSGD runs (the "
-                             "servers keep no checkpoint); rerun, or resume in the simulator")
         self.run_dir = Path(run_dir)
         self.opts = opts or RuntimeOptions()
         self.resume = resume
@@ -113,6 +110,7 @@ class Launch:
         self._tail: threading.Thread | None = None
         self._tail_stop = threading.Event()
         self.server_lines: list[str] = []
+        self.resume_step: int | None = None  # ByzSGD --resume: the step every rank starts at
 
     @property
     def pids(self) -> dict[int, int]:
@@ -148,6 +146,13 @@ class Launch:
                     "WORLD_SIZE": str(world), "PYTHONUNBUFFERED": "1",
                     "PYTHONPATH": src + os.pathsep + self.env.get("PYTHONPATH", "")}
         common = ["--session", str(session), *self.opts.to_args()]
+        if self.byzsgd and self.resume:  # every rank resumes from one step (a server quorum's)
+            from ...training.byzsgd_run import byzsgd_params
+            from .byzsgd.checkpoint import resume_step
+
+            quorum = byzsgd_params(self.cfg, self.cfg.attack.q).quorum_ps
+            self.resume_step = resume_step(self.run_dir, self.servers, quorum)
+            common += ["--resume-step", str(self.resume_step)]
         server_log = logs / "server.log"
         server_log.write_text("")
         try:
@@ -157,7 +162,7 @@ class Launch:
                 env = {**base_env, "RANK": str(rank)}
                 if rank < servers:
                     argv = ["serve", str(cfg_path), "--out", str(self.run_dir), *common]
-                    if self.resume:
+                    if self.resume and not self.byzsgd:
                         argv.append("--resume")
                     log = server_log if rank == 0 else logs / f"server_{rank}.log"
                 else:

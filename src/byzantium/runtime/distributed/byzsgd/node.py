@@ -210,12 +210,13 @@ class Inbox:
 class EventLog:
     """``events.jsonl`` of one rank (rejections, lost peers, errors), echoed through ``say``."""
 
-    def __init__(self, path: Path | None, who: str, say: Callable[[str], None]) -> None:
+    def __init__(self, path: Path | None, who: str, say: Callable[[str], None], fresh: bool = True) -> None:
         self.path, self.who, self.say = path, who, say
         self.t0 = time.monotonic()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("")
+            if fresh or not path.exists():
+                path.write_text("")
 
     def write(self, step: int, kind: str, peer: int | None = None, reason: str = "", detail: str = "",
               echo: bool = True) -> None:

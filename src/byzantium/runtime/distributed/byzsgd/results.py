@@ -100,7 +100,8 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
         for k, v in src.get("frames_sent", {}).items():
             frames[k] = frames.get(k, 0) + v
     done_steps = max((len(rows_of.get(s, [])) for s in correct), default=0)
-    per_step = {k: v / max(1, done_steps) for k, v in sorted(frames.items())}
+    first = max((v.get("first_step", 0) for v in summ_of.values()), default=0)  # a resume's step
+    per_step = {k: v / max(1, done_steps - first) for k, v in sorted(frames.items())}
     q = cfg.attack.q if cfg.attack.name != "none" else 0
     errors = {str(s): v["error"] for s, v in summ_of.items() if v.get("error")}
     summary = {
@@ -119,6 +120,7 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
         "servers_completed": sorted(s for s, v in summ_of.items() if v.get("completed")),
         "servers_without_summary": sorted(set(range(b.n_ps)) - set(summ_of)),
         "steps_completed": done_steps,
+        "resumed_at": first or None,
         "completed": bool(finished) and done_steps == steps,
         "final_test_accuracy": sum(final_accs) / len(final_accs) if final_accs else None,
         "final_test_accuracy_min": min(final_accs, default=None),
@@ -131,7 +133,7 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
         "messages_per_step": sum(per_step.values()),
         "frames_replaced": replaced,
         "frames_undelivered": undelivered,
-        "frames_counted_by": ("the senders that finished (a killed rank's frames are not counted); "
+        "frames_counted_by": ("the steps this process ran (after a resume: from it on); the senders that finished (a killed rank's frames are not counted); "
                               "replaced: superseded in a latest-only outbox before being sent; "
                               "undelivered: the peer was gone or the sender closed first"),
         "wall_time_per_step": statistics.median(step_times) if step_times else None,

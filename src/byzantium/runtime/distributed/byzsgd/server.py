@@ -48,6 +48,7 @@ from ....training.results import MetricsWriter
 from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, init_mesh
 from ..options import RuntimeOptions
+from .checkpoint import load_server_state, save_server_state
 from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, pairs
 
 __all__ = ["run_byzsgd_server", "SERVER_FIELDS"]
@@ -60,7 +61,8 @@ KIND_NAMES = {PARAMS: "pull", MESSAGE: "push", GATHER: "gather", REQUEST: "reque
 
 class _Server:
     def __init__(self, s: int, cfg: Any, cluster: Any, dataset: Any, mesh: Mesh, inbox_args: dict,
-                 opts: RuntimeOptions, session: int, out: Path, say: Callable[[str], None]) -> None:
+                 opts: RuntimeOptions, session: int, out: Path, say: Callable[[str], None],
+                 resumed: bool = False) -> None:
         self.s, self.cfg, self.cluster, self.dataset, self.mesh = s, cfg, cluster, dataset, mesh
         self.opts, self.session, self.out, self.say = opts, session, out, say
         p = cluster.params
@@ -72,8 +74,9 @@ class _Server:
         self.correct_seen = self.theta[None].clone()
         self.history: deque[torch.Tensor] = deque(maxlen=100)
         self.t = 0
+        self.start = 0  # the first step of this process (> 0 after a resume)
         self.answering: int | None = None  # sync: the step whose REQUESTs get this model
-        self.events = EventLog(out / "events.jsonl", f"server {s}", say)
+        self.events = EventLog(out / "events.jsonl", f"server {s}", say, fresh=not resumed)
         self.inbox = Inbox(mesh, session=session, slots=cluster.d, kinds_from=self._kinds_from,
                            window=inbox_args["window"], events=self.events, on_frame=self._on_frame)
 
@@ -113,7 +116,7 @@ class _Server:
     # ------------------------------------------------------------------ one step
     def pull_recipients(self, t: int) -> list[int]:
         p, T = self.p, self.cluster.T
-        if p.variant == "async" or t % T == 0 or t == 0:
+        if p.variant == "async" or t % T == 0 or t == self.start:
             return self.layout.workers
         return [self.layout.worker_rank(j) for j in range(p.n_w) if (j + t) % p.n_ps == self.s]
 
@@ -129,7 +132,7 @@ class _Server:
         if sync:  # answer fallback REQUESTs for t (also those that came early) until the update
             self.answering = t
             self.send_models(t, PARAMS, list(self.inbox.have(REQUEST, t)))
-        timeout = self.opts.connect_timeout if t == 0 else (
+        timeout = self.opts.connect_timeout if t == self.start else (
             self.opts.deadline if sync and self.opts.deadline is not None else self.opts.evict_timeout)
         tw = time.monotonic()
         got = self.inbox.collect(MESSAGE, t, p.quorum_w, self.layout.workers, timeout=timeout,
@@ -189,10 +192,14 @@ def run_byzsgd_server(
     world_size: int,
     session: int,
     opts: RuntimeOptions,
+    resume_step: int | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Serve as ByzSGD server ``rank`` until the last step (or a :class:`QuorumError`); write
-    ``servers/ps<rank>/`` and return the server's summary."""
+    ``servers/ps<rank>/`` and return the server's summary.
+
+    ``resume_step`` ``R > 0``: continue at step ``R`` from this server's checkpoint there (or its
+    newest one before, see :mod:`.checkpoint`); metrics and snapshots are cut back to ``R``."""
     b = cfg.byzsgd
     layout = Layout(b.n_ps, cfg.workers)
     if world_size != layout.world:
@@ -210,19 +217,41 @@ def run_byzsgd_server(
     dataset, cluster = build_deployment(cfg)
     mesh = Mesh(rank, groups, slots=cluster.d)
     window = max(64, 4 * cluster.T)
-    srv = _Server(rank, cfg, cluster, dataset, mesh, {"window": window}, opts, session, out, say)
+    srv = _Server(rank, cfg, cluster, dataset, mesh, {"window": window}, opts, session, out, say,
+                  resumed=bool(resume_step))
     metrics = MetricsWriter(out / "metrics.csv", SERVER_FIELDS)
-    metrics.reset()
     faults = opts.faults_of(rank, role="server")
     steps = cfg.training.steps
     snapshots: list[torch.Tensor] = []
     snap_steps: list[int] = []
     wall = 0.0
+    start = resume_step or 0
+    if start:
+        state = load_server_state(run_dir, rank, start)
+        if state is not None:
+            srv.theta, srv.buf = state["theta"], state["buf"]
+            srv.correct_seen, wall = state["correct_seen"], float(state["wall"])
+            srv.history.extend(state["history"])
+        say(f"server {rank}: resuming at step {start} from "
+            + (f"its checkpoint of step {state['step']}" if state is not None else "the initial model")
+            + (" (a lagging server until the next gather)" if state is None or state["step"] != start else ""))
+        if (out / "metrics.csv").exists():
+            metrics.truncate(start - 1)
+        else:
+            metrics.reset()
+        if (out / "snapshots.pt").exists():
+            sn = torch.load(out / "snapshots.pt", weights_only=True)
+            keep = [i for i, st in enumerate(sn["steps"]) if st < start]
+            snap_steps, snapshots = [sn["steps"][i] for i in keep], [sn["models"][i] for i in keep]
+    else:
+        metrics.reset()
+    srv.start = start
+    every = cfg.training.checkpoint_every
     error: str | None = None
-    t = 0
+    t = start
     t_run = time.perf_counter()
     try:
-        for t in range(steps):
+        for t in range(start, steps):
             fault = faults.get(t)
             if fault == "kill":
                 say(f"server {rank}: fault injection: SIGKILL at step {t}")
@@ -243,9 +272,13 @@ def run_byzsgd_server(
                 snap_steps.append(t)
                 torch.save({"steps": snap_steps, "models": torch.stack(snapshots)}, out / "snapshots.pt")
             metrics.append(row)
+            if every and (t + 1) % every == 0 and t + 1 < steps:
+                save_server_state(run_dir, rank, t + 1, {
+                    "theta": srv.theta, "buf": srv.buf, "correct_seen": srv.correct_seen,
+                    "history": list(srv.history), "wall": wall})
             pe = opts.progress_every
             if rank == 0 and pe and ((t + 1) % pe == 0 or t + 1 == steps):
-                rate = (t + 1) / max(1e-9, time.perf_counter() - t_run)
+                rate = (t + 1 - start) / max(1e-9, time.perf_counter() - t_run)
                 acc = row.get("test_accuracy")
                 say(f"step {t + 1}/{steps}  loss {_fmt(row['loss'])}  acc {_fmt(acc)}  "
                     f"received {row['received']}/{cfg.workers}  {rate:.2f} steps/s")
@@ -258,7 +291,7 @@ def run_byzsgd_server(
         mesh.close()
     sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
     summary = {
-        "server": rank, "byzantine": srv.byzantine, "steps_completed": t, "completed": error is None,
+        "server": rank, "byzantine": srv.byzantine, "first_step": start, "steps_completed": t, "completed": error is None,
         "error": error, "frames_sent": sent, "frames_replaced": mesh.replaced, "frames_undelivered": mesh.undelivered,
         "rejections": dict(sorted(srv.inbox.rejections.items())),
         "lost": {str(k): v for k, v in sorted(srv.inbox.lost.items())}, "gather_period": cluster.T,

@@ -214,10 +214,12 @@ def run_byzsgd_worker(
     session: int,
     opts: RuntimeOptions,
     run_dir: Path | None = None,
+    start_step: int = 0,
     say: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve as ByzSGD worker ``rank - n_ps`` until the last step (0) or until the servers cannot
-    give a quorum (1). With ``run_dir``, write ``workers/w<j>.json`` (frames sent, filters)."""
+    """Serve as ByzSGD worker ``rank - n_ps`` from ``start_step`` (a resumed run's step) until the
+    last step (0) or until the servers cannot give a quorum (1). With ``run_dir``, write
+    ``workers/w<j>.json`` (frames sent, filters)."""
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
     b = cfg.byzsgd
     layout = Layout(b.n_ps, cfg.workers)
@@ -236,11 +238,11 @@ def run_byzsgd_worker(
     dataset, cluster = build_deployment(cfg)
     mesh = Mesh(rank, groups, slots=cluster.d)
     events = EventLog(None if run_dir is None else Path(run_dir) / "workers" / f"w{j}.events.jsonl",
-                      f"worker {j}", say)
+                      f"worker {j}", say, fresh=start_step == 0)
     wk = _Worker(j, rank, cfg, cluster, mesh, opts, session, events)
     say(f"worker {j}: rank {rank}/{world_size}, byzantine {wk.byzantine}, variant {b.variant}")
     steps = cfg.training.steps
-    t, done, rc, error = 0, 0, 0, None
+    t, done, rc, error = start_step, 0, 0, None
     try:
         while t < steps:
             fault = faults.get(t)
@@ -274,7 +276,7 @@ def run_byzsgd_worker(
         out.mkdir(parents=True, exist_ok=True)
         sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
         (out / f"w{j}.json").write_text(json.dumps({
-            "worker": j, "byzantine": wk.byzantine, "steps_computed": done, "last_step": t - 1,
+            "worker": j, "byzantine": wk.byzantine, "first_step": start_step, "steps_computed": done, "last_step": t - 1,
             "frames_sent": sent, "frames_replaced": mesh.replaced, "frames_undelivered": mesh.undelivered, "filter": wk.filter,
             "rejections": dict(sorted(wk.inbox.rejections.items())),
             "lost": {str(k): v for k, v in sorted(wk.inbox.lost.items())}, "error": error,
