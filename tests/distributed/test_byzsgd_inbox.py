@@ -90,3 +90,21 @@ def test_unreachable_quorum_raises_and_non_strict_returns_what_came() -> None:
     assert list(got) == [3]
     with pytest.raises(QuorumError, match="within 0.05 s"):
         inbox.collect(MESSAGE, 0, 2, [3, 6], timeout=0.05, what="gradients")
+
+
+def test_sync_collection_waits_for_n_minus_f_then_a_deadline() -> None:
+    mesh, inbox = make()
+    for peer in (3, 4, 5):
+        mesh.put(peer, MESSAGE, 0, 1.0)
+    got = inbox.collect_sync(MESSAGE, 0, [3, 4, 5, 6], 1, first_timeout=1.0, rest=0.05, what="gradients")
+    assert sorted(got) == [3, 4, 5]  # 6 stayed silent past the deadline: faulty for this step
+    mesh2, inbox2 = make()
+    mesh2.put(3, MESSAGE, 0, 1.0)
+    with pytest.raises(QuorumError, match="only 1 of the quorum q=3 arrived within 0.05 s"):
+        inbox2.collect_sync(MESSAGE, 0, [3, 4, 5, 6], 1, first_timeout=0.05, rest=1.0, what="gradients")
+
+
+def test_feasible_f_keeps_f_while_mda_allows_it() -> None:
+    from byzantium.runtime.distributed.byzsgd.node import feasible_f
+
+    assert [feasible_f(2, m) for m in range(1, 8)] == [0, 0, 1, 1, 2, 2, 2]

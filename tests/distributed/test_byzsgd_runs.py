@@ -142,6 +142,19 @@ def test_sync_variant_filters_the_byzantine_server(zygote, data, tmp_path) -> No
     assert summary["final_test_accuracy"] == pytest.approx(sim["final_test_accuracy"], abs=0.05)
 
 
+def test_sync_variant_survives_a_silent_server(zygote, tmp_path) -> None:
+    """A silent Byzantine server under the synchronous variant: the workers it should serve time
+    out after the deadline and fall back to the other servers; gathers go on without it."""
+    cfg = byz_cfg(steps=8, variant="sync", server_attack="silent")
+    opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, deadline=0.5)
+    summary = launch(cfg, tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    assert summary["completed"] and summary["servers_completed"] == [0, 1, 2, 3, 4]
+    assert summary["final_test_accuracy"] > 0.5
+    assert sum(fl["timeouts"] for fl in summary["worker_filters"].values()) > 0
+    silent = json.loads((tmp_path / "d" / "servers" / "ps4" / "summary.json").read_text())
+    assert silent["byzantine"] and silent["frames_sent"] == {}
+
+
 def test_resume_after_every_server_crashed(zygote, tmp_path) -> None:
     """Every server is killed at step 6 (checkpoints at 4); ``--resume`` continues from step 4
     and ends with the uninterrupted run's models (full quorums: the run is deterministic)."""

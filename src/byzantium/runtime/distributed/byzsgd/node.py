@@ -30,7 +30,7 @@ from ....config import RunConfig
 from ..frames import FrameRejected, validate_frame
 from ..mesh import Arrival, Lost, Mesh
 
-__all__ = ["Layout", "pairs", "build_deployment", "Inbox", "QuorumError", "Received"]
+__all__ = ["Layout", "pairs", "build_deployment", "Inbox", "QuorumError", "Received", "feasible_f"]
 
 
 class QuorumError(RuntimeError):
@@ -84,12 +84,22 @@ def build_deployment(cfg: RunConfig) -> tuple[Any, Any]:
     return dataset, cluster
 
 
+def feasible_f(f: int, m: int) -> int:
+    """The ``f`` a synchronous party uses over ``m`` received vectors: ``f`` itself while
+    ``m > 2f`` (MDA's condition), else the largest that ``m`` allows. The simulator may lower
+    ``f`` by the number of silent senders, since there only Byzantine nodes are ever silent; on
+    real machines a correct node can miss a deadline, so silence proves nothing."""
+    return min(f, max(0, (m - 1) // 2))
+
+
 @dataclasses.dataclass
 class Received:
-    """A validated frame's payload (a copy) and its ``aux`` slot."""
+    """A validated frame's payload (a copy), its ``aux`` slot and its arrival time
+    (``time.monotonic``)."""
 
     payload: torch.Tensor
     aux: float
+    time: float = 0.0
 
 
 class Inbox:
@@ -168,7 +178,7 @@ class Inbox:
             held.discard(old)
             self.store.get(old, {}).pop(peer, None)
             self.reject(old[1], peer, "step", f"more than {self.per_sender} frames buffered from one sender")
-        rec = Received(fr.payload.clone(), fr.aux)
+        rec = Received(fr.payload.clone(), fr.aux, ev.time)
         bucket[peer] = rec
         held.add((fr.kind, fr.step))
         if self.on_frame is not None:
@@ -181,9 +191,9 @@ class Inbox:
     def collect(self, kind: int, step: int, q: int, senders: list[int], *, timeout: float,
                 what: str, strict: bool = True) -> dict[int, Received]:
         """Wait until ``q`` of ``senders`` delivered a valid ``kind`` frame for ``step`` and
-        return those (``{sender: received}``, at most ``q``, first arrivals). ``strict=False``
-        (synchronous variant): after ``timeout`` return whatever came (the silent senders are
-        faulty for this step) instead of raising."""
+        return those (``{sender: received}``, at most ``q``, first arrivals). ``strict=False``:
+        after ``timeout`` (or once the live senders cannot complete ``q``) return whatever came
+        instead of raising :class:`QuorumError`."""
         t0 = time.monotonic()
         while True:
             got = {p: r for p, r in self.have(kind, step).items() if p in senders}
@@ -205,6 +215,16 @@ class Inbox:
                     f"step {step}: {what}: only {len(got)} of the quorum q={q} arrived within "
                     f"{timeout:g} s (waiting on {pending})")
             self.pump(min(0.25, left))
+
+    def collect_sync(self, kind: int, step: int, senders: list[int], f: int, *, first_timeout: float,
+                     rest: float, what: str) -> dict[int, Received]:
+        """Synchronous variant: the first ``len(senders) - f`` frames (they may take
+        ``first_timeout``: the others are still on a previous step, a gather, start-up; else
+        :class:`QuorumError`), then the rest until ``rest`` seconds later. Whoever is still
+        silent is faulty for this step."""
+        n = len(senders)
+        self.collect(kind, step, n - f, senders, timeout=first_timeout, what=what)
+        return self.collect(kind, step, n, senders, timeout=rest, what=what, strict=False)
 
 
 class EventLog:

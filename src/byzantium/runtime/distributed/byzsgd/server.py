@@ -7,10 +7,12 @@ Per step ``t`` (dstar_byzsgd.md §2.3; synchronous variant §2.7), on real messa
    worker ``j`` with ``(j + t) mod n_ps = s`` (synchronous normal steps). A synchronous worker
    whose filters reject its model sends a REQUEST; the server answers with its model of ``t``
    while it is still collecting step ``t``'s gradients.
-2. **S2-S4.** Collect the first ``q_w`` valid gradients tagged ``t`` (synchronous: all ``n_w``
-   until ``deadline``; the silent ones are faulty for the step, so ``f = max(0, f_w - missing)``),
-   stacked in worker order; :math:`G = \mathrm{MDA}_{f_w}`; the SGD step (:func:`server_update`,
-   per-server momentum if configured).
+2. **S2-S4.** Collect the first ``q_w`` valid gradients tagged ``t`` (synchronous: at least
+   ``n_w - f_w``, then everyone's until three deadlines Δ later, since a worker may spend one Δ
+   on a silent server and one on its fallback; MDA keeps ``f_w`` while the count allows it:
+   a correct worker can miss a real deadline, so silence does not lower ``f`` as in the
+   simulator), stacked in worker order; :math:`G = \mathrm{MDA}_{f_w}`; the SGD step
+   (:func:`server_update`, per-server momentum if configured).
 3. **S5 (gather, DMC)** when ``(t + 1) mod T = 0``: send the model to every other server and take
    the CwMed of its own and the first ``q_ps - 1`` models received for ``t``.
 
@@ -49,7 +51,7 @@ from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, init_mesh
 from ..options import RuntimeOptions
 from .checkpoint import load_server_state, save_server_state
-from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, pairs
+from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
 
 __all__ = ["run_byzsgd_server", "SERVER_FIELDS"]
 
@@ -76,6 +78,8 @@ class _Server:
         self.t = 0
         self.start = 0  # the first step of this process (> 0 after a resume)
         self.answering: int | None = None  # sync: the step whose REQUESTs get this model
+        # sync: the bounded delay (--deadline; else the eviction timeout)
+        self.delta = opts.deadline if opts.deadline is not None else opts.evict_timeout
         self.events = EventLog(out / "events.jsonl", f"server {s}", say, fresh=not resumed)
         self.inbox = Inbox(mesh, session=session, slots=cluster.d, kinds_from=self._kinds_from,
                            window=inbox_args["window"], events=self.events, on_frame=self._on_frame)
@@ -132,22 +136,25 @@ class _Server:
         if sync:  # answer fallback REQUESTs for t (also those that came early) until the update
             self.answering = t
             self.send_models(t, PARAMS, list(self.inbox.have(REQUEST, t)))
-        timeout = self.opts.connect_timeout if t == self.start else (
-            self.opts.deadline if sync and self.opts.deadline is not None else self.opts.evict_timeout)
         tw = time.monotonic()
-        got = self.inbox.collect(MESSAGE, t, p.quorum_w, self.layout.workers, timeout=timeout,
-                                 what="gradients", strict=not sync)
+        if sync:
+            # everyone's gradient, until 3 deadlines after the first (a worker may take 2 to push:
+            # a timed-out pull, then a fallback pull); the first may take the start-up time
+            first = self.opts.connect_timeout if t == self.start else self.opts.evict_timeout
+            got = self.inbox.collect_sync(MESSAGE, t, self.layout.workers, p.f_w, first_timeout=first,
+                                          rest=3 * self.delta, what="gradients")
+        else:
+            timeout = self.opts.connect_timeout if t == self.start else self.opts.evict_timeout
+            got = self.inbox.collect(MESSAGE, t, p.quorum_w, self.layout.workers, timeout=timeout,
+                                     what="gradients")
         waited = time.monotonic() - tw
         self.answering = None
         if sync and len(got) < p.n_w:
             self.events.write(t, "deadline", None, detail=f"{p.n_w - len(got)} gradient(s) missing",
                               echo=False)
-        if len(got) < 2 * max(0, p.f_w - (p.n_w - len(got))) + 1:
-            raise QuorumError(f"step {t}: only {len(got)} gradient(s) arrived, too few for "
-                              f"{cl.server_rule} with f_w={p.f_w}")
         senders = sorted(got)
         G = torch.stack([got[w].payload for w in senders])
-        f = p.f_w if not sync else max(0, p.f_w - (p.n_w - len(got)))
+        f = p.f_w if not sync else feasible_f(p.f_w, len(got))
         agg = server_aggregate(G, f, cl.server_rule)
         self.theta, self.buf = server_update(self.theta, self.buf, agg, lr, momentum=self.cfg.optim.momentum,
                                              weight_decay=self.cfg.optim.weight_decay)
@@ -166,16 +173,19 @@ class _Server:
         self.send_models(t, GATHER, others)
         sync = p.variant == "sync"
         q = p.quorum_ps - 1
-        timeout = self.opts.deadline if sync and self.opts.deadline is not None else self.opts.evict_timeout
         tw = time.monotonic()
-        got = self.inbox.collect(GATHER, t, q, others, timeout=timeout, what="gather models",
-                                 strict=not sync)
+        if sync:  # the servers' steps end up to 3 deadlines apart (their gradient waits)
+            got = self.inbox.collect_sync(GATHER, t, others, p.f_ps, first_timeout=self.opts.evict_timeout,
+                                          rest=3 * self.delta, what="gather models")
+        else:
+            got = self.inbox.collect(GATHER, t, q, others, timeout=self.opts.evict_timeout,
+                                     what="gather models")
         waited = time.monotonic() - tw
         received = (torch.stack([got[o].payload for o in sorted(got)]) if got
                     else self.theta.new_empty((0, cl.d)))
         if received.shape[0]:
             self.correct_seen = received.clone()
-        f = p.f_ps if not sync else max(0, p.f_ps - (p.n_ps - 1 - len(got)))
+        f = p.f_ps if not sync else feasible_f(p.f_ps, len(got) + 1)
         if cl.model_rule == "mean":
             self.theta = torch.cat([self.theta[None], received]).mean(dim=0)
         else:

@@ -8,10 +8,12 @@ Per step (dstar_byzsgd.md §2.3, §2.7):
   :math:`\tilde\theta = \mathrm{CwMed}` of them (in server order); compute the gradient of file
   ``j`` of step ``t``; send it to every server.
 * **Synchronous.** Step 0 and gather steps (``t mod T = 0``) pull from every server (all ``n_ps``
-  until ``deadline``; the silent ones are faulty for the step). Normal steps take the model of
+  until ``deadline`` = the bounded delay Δ; the silent ones are faulty for the step). Normal steps take the model of
   server ``(j + t) mod n_ps`` only, compute the gradient and run the Lipschitz and outliers
   filters (:mod:`byzantium.byzsgd.protocol`); a rejected or missing model triggers the fallback:
   a REQUEST to the other servers, the CwMed of every model received and a recomputed gradient.
+  A worker that finds models of a later step (the servers went on without it) joins that step
+  with a full pull.
 
 **A Byzantine worker** (the last ``f_w`` when the run's attack is set) runs the attack in its own
 process. It is omniscient about the data: it computes every worker's gradient of the step at its
@@ -51,7 +53,7 @@ from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, init_mesh
 from ..options import RuntimeOptions
 from ..worker import faulty_frame
-from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, pairs
+from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
 
 __all__ = ["run_byzsgd_worker"]
 
@@ -69,11 +71,12 @@ class _Worker:
         self.inbox = Inbox(mesh, session=session, slots=cluster.d,
                            kinds_from=lambda peer: (PARAMS,) if peer < self.p.n_ps else (),
                            window=10**9, events=events, per_sender=max(64, 4 * cluster.T))
+        self.pushed_at = 0.0  # when this worker last pushed (sync: the src model's wait)
         self.theta_prev: torch.Tensor | None = None
         self.grad_prev: torch.Tensor | None = None
         self.lip_history: list[float] = []
         self.filter = {"accepted": 0, "rejected": 0, "rejected_lipschitz": 0, "rejected_outliers": 0,
-                       "timeouts": 0, "fallbacks": 0}
+                       "timeouts": 0, "fallbacks": 0, "skipped_steps": 0}
 
     # ------------------------------------------------------------------ pulls
     def _combine(self, got: dict[int, Received]) -> torch.Tensor:
@@ -81,15 +84,17 @@ class _Worker:
         stack = torch.stack([got[s].payload for s in sorted(got)])
         if self.cluster.model_rule == "mean":
             return stack.mean(dim=0)
-        f = p.f_ps if p.variant == "async" else max(0, p.f_ps - (p.n_ps - len(got)))
+        f = p.f_ps if p.variant == "async" else feasible_f(p.f_ps, len(got))
         return combine_models(stack, f)
 
     def _timeout(self, first: bool) -> float:
-        if first:
-            return self.opts.connect_timeout
-        if self.p.variant == "sync" and self.opts.deadline is not None:
-            return self.opts.deadline
-        return self.opts.evict_timeout
+        """How long the first message of a step may take (the start-up for the first step)."""
+        return self.opts.connect_timeout if first else self.opts.evict_timeout
+
+    @property
+    def delta(self) -> float:
+        """The synchronous variant's bounded delay: ``--deadline``, else the eviction timeout."""
+        return self.opts.deadline if self.opts.deadline is not None else self.opts.evict_timeout
 
     def newest_quorum(self, start: int, first: bool) -> tuple[int, dict[int, Received]]:
         """Asynchronous pull: the newest step ``>= start`` with ``q_ps`` models, and those."""
@@ -112,13 +117,22 @@ class _Worker:
                                   f"within {self._timeout(first):g} s")
             self.inbox.pump(min(0.25, left))
 
-    def full_pull_sync(self, t: int, first: bool) -> dict[int, Received]:
-        got = self.inbox.collect(PARAMS, t, self.p.n_ps, self.layout.servers, timeout=self._timeout(first),
-                                 what="models", strict=False)
-        if len(got) < 2 * max(0, self.p.f_ps - (self.p.n_ps - len(got))) + 1:
-            raise QuorumError(f"step {t}: worker {self.j}: only {len(got)} model(s) arrived, too few "
-                              f"for the median with f_ps={self.p.f_ps}")
-        return got
+    def full_pull_sync(self, t: int, first: bool, request: bool) -> dict[int, Received]:
+        """Synchronous full pull of step ``t``: every server's model until the deadline (the
+        first one may take the start-up time); ``request``: the servers do not broadcast at ``t``,
+        so ask those whose model is missing (a fallback, or a worker that fell behind)."""
+        servers = self.layout.servers
+        if request:
+            have = self.inbox.have(PARAMS, t)
+            req = encode_frame(REQUEST, t, self.rank, torch.zeros(0), capacity=self.cluster.d,
+                               session=self.session)
+            for s in servers:
+                if s not in have:
+                    self.mesh.send(s, req)
+        # n_ps - f_ps models come when the servers reach t (start-up, a gather, slow workers
+        # may delay that), the rest within one deadline
+        return self.inbox.collect_sync(PARAMS, t, servers, self.p.f_ps, first_timeout=self._timeout(first),
+                                       rest=self.delta, what="models")
 
     # ------------------------------------------------------------------ gradients
     def gradients(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
@@ -149,6 +163,18 @@ class _Worker:
             out.append(cl.worker_attack(ctx)[mine])
         return out
 
+    def servers_step(self, t: int) -> int:
+        """The newest step that ``f_ps + 1`` servers (so at least one correct one) have sent a
+        model for, or ``t``: a Byzantine server announcing a far future step moves nobody."""
+        latest: dict[int, int] = {}
+        for (k, st), got in self.inbox.store.items():
+            if k == PARAMS:
+                for s in got:
+                    latest[s] = max(latest.get(s, st), st)
+        ranked = sorted(latest.values(), reverse=True)
+        f = self.p.f_ps
+        return max(t, ranked[f]) if len(ranked) > f else t
+
     # ------------------------------------------------------------------ one step
     def step(self, t: int, first: bool) -> tuple[int, list[torch.Tensor], float]:
         """Pull, compute; returns ``(step, per-server messages, loss)``."""
@@ -159,9 +185,15 @@ class _Worker:
             theta = self._combine(got)
             grads, loss = self.gradients(theta, t)
             return t, self.messages(grads, t), loss
-        normal = t % cl.T != 0 and self.theta_prev is not None
-        if not normal:
-            theta = self._combine(self.full_pull_sync(t, first))
+        newest = self.servers_step(t)
+        if newest > t:  # the servers moved on without this worker: join their step
+            self.events.write(t, "skipped", None, detail=f"behind: jumps from step {t} to {newest}",
+                              echo=False)
+            self.filter["skipped_steps"] += newest - t
+            t, self.theta_prev = newest, None
+        broadcast = t % cl.T == 0 or first
+        if broadcast or self.theta_prev is None:
+            theta = self._combine(self.full_pull_sync(t, first, request=not broadcast))
             grads, loss = self.gradients(theta, t)
         else:
             theta, grads, loss = self.sync_normal(t)
@@ -174,8 +206,10 @@ class _Worker:
         assert self.theta_prev is not None and self.grad_prev is not None
         lr, since = float(cl.lr_fn(t)), t % cl.T
         src = (j + t) % p.n_ps
-        got = self.inbox.collect(PARAMS, t, 1, [src], timeout=self._timeout(False), what="model",
-                                 strict=False)
+        # the server sends once every worker pushed step t-1: the slowest push comes at most
+        # two deadlines (a timed-out pull and a fallback) after this worker's
+        wait = max(self.delta, 3 * self.delta - (time.monotonic() - self.pushed_at))
+        got = self.inbox.collect(PARAMS, t, 1, [src], timeout=wait, what="model", strict=False)
         ok = False
         if got:
             theta = got[src].payload
@@ -197,11 +231,7 @@ class _Worker:
             return theta, grads, loss
         self.filter["rejected"] += int(bool(got))
         self.filter["fallbacks"] += 1
-        req = encode_frame(REQUEST, t, self.rank, torch.zeros(0), capacity=cl.d, session=self.session)
-        for s in self.layout.servers:
-            if s != src:
-                self.mesh.send(s, req)
-        theta = self._combine(self.full_pull_sync(t, False))
+        theta = self._combine(self.full_pull_sync(t, False, request=True))
         grads, loss = self.gradients(theta, t)
         return theta, grads, loss
 
@@ -262,6 +292,7 @@ def run_byzsgd_worker(
                     fr = faulty_frame(fault, m.to(torch.float32), step=t, rank=rank, slots=cluster.d,
                                       session=session, aux=loss)
                 mesh.send(s, fr)
+            wk.pushed_at = time.monotonic()
             wk.inbox.set_floor(PARAMS, t + 1)
             done += 1
             t += 1
