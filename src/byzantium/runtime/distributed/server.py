@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import math
 import time
 from pathlib import Path
@@ -242,6 +243,9 @@ def run_server(
 
     steps = cfg.training.steps
     params = [p for p in model.parameters() if p.requires_grad]
+    # the server's private randomness (DRACO's secret projection): never derived from the run's
+    # seed, which every worker knows and could use to predict it
+    decode_secret = secrets.randbits(62)
     error: str | None = None
     step = start
     t_run = time.perf_counter()
@@ -255,7 +259,7 @@ def run_server(
             try:
                 grad, info = cluster.scheme.server_aggregate(
                     col.messages, col.received, step=step,
-                    generator=generator(cfg.seed, "attack", step),
+                    generator=generator(decode_secret, "decode", step),
                     validation=lambda: cluster._validation_gradient(step),
                     order=torch.tensor(sorted(col.order), dtype=torch.long),
                     byzantine=byz,
