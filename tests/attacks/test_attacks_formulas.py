@@ -229,3 +229,31 @@ def test_label_flip_mapping():
         A.get("label_flip", source=1, target=12).transform_labels(y, 10)
     with pytest.raises(AttackError, match="only defined for data-level"):
         A.get("alie").transform_labels(y, 10)
+
+
+def test_fang_sends_every_coordinate_past_the_honest_range():
+    """Fang et al. 2020: against the honest direction, beyond the honest extreme, by a factor in
+    [1, b]; per-slot draws differ; the same generator seed gives the same vectors."""
+    g = torch.Generator().manual_seed(3)
+    H = torch.randn(9, 400, generator=g)
+    H[:, :50] += 3.0  # coordinates with a positive minimum
+    H[:, 50:100] -= 3.0  # and with a negative maximum
+
+    def ctx(seed):
+        return AttackContext(honest=H, n=12, num_byzantine=3, generator=torch.Generator().manual_seed(seed))
+
+    B = A.get("fang", b=3.0)(ctx(0))
+    mu, lo, hi = H.mean(0), H.min(0).values, H.max(0).values
+    down = mu > 0
+    for row in B:
+        assert bool((row[down] <= lo[down]).all()) and bool((row[~down] >= hi[~down]).all())
+        ratio = torch.where(down, row / lo, row / hi)  # factor or 1/factor, in [1/b, b]
+        assert bool(((ratio >= 1 / 3.0 - 1e-6) & (ratio <= 3.0 + 1e-6)).all())
+    assert not torch.equal(B[0], B[1])
+    assert torch.equal(B, A.get("fang", b=3.0)(ctx(0))) and not torch.equal(B, A.get("fang", b=3.0)(ctx(1)))
+    assert torch.equal(A.get("fang", b=1.0)(ctx(0)), torch.where(down, lo, hi).expand(3, -1))
+    # it defeats the coordinate median it was designed against: the median moves against mu
+    med = torch.cat([H, B]).median(dim=0).values
+    assert float((med - H.median(dim=0).values)[down].max()) <= 0.0
+    with pytest.raises(AttackError, match=r"fang: b must be >= 1"):
+        A.get("fang", b=0.5)

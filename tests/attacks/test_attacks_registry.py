@@ -12,7 +12,7 @@ from byzantium import attacks as A
 from byzantium.attacks import AttackContext, AttackError
 
 EXPECTED = {
-    "alie", "alie_opt", "constant", "gaussian", "inf", "ipm", "ipm_opt", "label_flip", "mimic",
+    "alie", "alie_opt", "constant", "fang", "gaussian", "inf", "ipm", "ipm_opt", "label_flip", "mimic",
     "minmax", "minsum", "nan", "reversed", "sign_flip", "zero",
 }
 SHARED = {"alie", "alie_opt", "constant", "inf", "ipm", "ipm_opt", "mimic", "minmax", "minsum",

@@ -71,12 +71,14 @@ from .statistical import (
 )
 from .optimal import alie_opt, distortion, ipm_opt, line_maximize
 from .data import flip_labels, label_flip
+from .fang import fang
 
 __all__ = [
     "KNOWLEDGE",
     "REGISTRY",
     "Attack",
     "AttackContext",
+    "fang",
     "AttackError",
     "AttackWarning",
     "describe",
