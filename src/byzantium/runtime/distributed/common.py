@@ -22,7 +22,8 @@ from ...schemes.base import StepView
 from ..simulator import SimulatedCluster
 from .frames import wire_numel
 
-__all__ = ["Geometry", "build_cluster", "geometry", "simulated_view", "default_session", "step_delays"]
+__all__ = ["Geometry", "build_cluster", "geometry", "simulated_view", "default_session", "step_delays",
+           "process_fault"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,15 @@ def default_session(cfg: RunConfig, port: int | str) -> int:
     (the launcher passes a random one instead)."""
     text = yaml.safe_dump(to_dict(cfg), sort_keys=True) + f"|{port}"
     return zlib.crc32(text.encode()) | 1
+
+
+def process_fault(fault: str | None, who: str, step: int, say: Any) -> None:
+    """Fault injection on this process: ``kill`` (SIGKILL itself) or ``stop`` (SIGSTOP: it hangs
+    until killed); anything else is left to the caller."""
+    import os
+    import signal
+
+    if fault in ("kill", "stop"):
+        sig = signal.SIGKILL if fault == "kill" else signal.SIGSTOP
+        say(f"{who}: fault injection: {sig.name} at step {step}")
+        os.kill(os.getpid(), sig)

@@ -27,8 +27,6 @@ Measured behaviour of gloo this follows (shared/DESIGN.md, "Distributed runtime"
 
 from __future__ import annotations
 
-import datetime
-import os
 import queue
 import threading
 import time
@@ -55,18 +53,12 @@ def init_world(
     """Join the job (gloo, ``env://``: ``MASTER_ADDR``/``MASTER_PORT`` from the environment) and
     create the ``world_size - 1`` pair groups ``{0, w+1}`` in order; return them (index ``w``;
     a rank outside a pair gets ``GroupMember.NON_GROUP_MEMBER`` there)."""
-    for var in ("MASTER_ADDR", "MASTER_PORT"):
-        if var not in os.environ:
-            raise RuntimeError(f"init_world: environment variable {var} is not set (env:// rendezvous)")
-    if not 0 <= rank < world_size or world_size < 2:
-        raise ValueError(f"init_world: need 0 <= rank < world_size and world_size >= 2, got "
-                         f"rank={rank}, world_size={world_size}")
-    dist.init_process_group(
-        "gloo", init_method="env://", rank=rank, world_size=world_size,
-        timeout=datetime.timedelta(seconds=connect_timeout),
-    )
-    tout = datetime.timedelta(seconds=gloo_timeout)
-    return [dist.new_group([0, w + 1], timeout=tout) for w in range(world_size - 1)]
+    from .mesh import init_mesh
+
+    mine = init_mesh(rank, world_size, [(0, w + 1) for w in range(world_size - 1)],
+                     connect_timeout=connect_timeout, gloo_timeout=gloo_timeout)
+    return [mine.get(w + 1 if rank == 0 else 0) if rank in (0, w + 1) else dist.GroupMember.NON_GROUP_MEMBER
+            for w in range(world_size - 1)]
 
 
 @dataclass

@@ -32,8 +32,6 @@ send path still cannot emit a frame longer than agreed.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from typing import Any
@@ -43,7 +41,7 @@ import torch
 from ...config import RunConfig
 from ...seeding import generator
 from ...training.pergrad import per_file_gradients, set_flat_params
-from .common import build_cluster, geometry, simulated_view, step_delays
+from .common import build_cluster, geometry, process_fault, simulated_view, step_delays
 from .frames import MESSAGE, PARAMS, STOP, encode_frame, stamp, to_wire, validate_frame
 from .options import RuntimeOptions
 from .transport import WorkerChannel, init_world
@@ -122,12 +120,7 @@ def run_worker(
             return 0
         step = frame.step
         fault = faults.get(step)
-        if fault == "kill":
-            log(f"worker {w}: fault injection: SIGKILL at step {step}")
-            os.kill(os.getpid(), signal.SIGKILL)
-        if fault == "stop":
-            log(f"worker {w}: fault injection: SIGSTOP at step {step}")
-            os.kill(os.getpid(), signal.SIGSTOP)
+        process_fault(fault, f"worker {w}", step, log)
         model.train()
         set_flat_params(model, frame.payload)
         if bool(cluster.byzantine_mask(step)[w]):

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from collections import deque
 from pathlib import Path
@@ -47,6 +45,7 @@ from ....seeding import generator
 from ....training.models import evaluate
 from ....training.pergrad import set_flat_params
 from ....training.results import MetricsWriter
+from ..common import process_fault
 from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, init_mesh
 from ..options import RuntimeOptions
@@ -263,12 +262,7 @@ def run_byzsgd_server(
     try:
         for t in range(start, steps):
             fault = faults.get(t)
-            if fault == "kill":
-                say(f"server {rank}: fault injection: SIGKILL at step {t}")
-                os.kill(os.getpid(), signal.SIGKILL)
-            if fault == "stop":
-                say(f"server {rank}: fault injection: SIGSTOP at step {t}")
-                os.kill(os.getpid(), signal.SIGSTOP)
+            process_fault(fault, f"server {rank}", t, say)
             t0 = time.perf_counter()
             srv.inbox.echo_lost = t + 1 < steps
             row = srv.step(t)

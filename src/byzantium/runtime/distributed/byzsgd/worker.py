@@ -26,9 +26,6 @@ models coincide.
 from __future__ import annotations
 
 import json
-import math
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -49,6 +46,7 @@ from ....byzsgd import (
 )
 from ....seeding import generator
 from ....training.pergrad import per_file_gradients, set_flat_params
+from ..common import process_fault
 from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, init_mesh
 from ..options import RuntimeOptions
@@ -276,12 +274,7 @@ def run_byzsgd_worker(
     try:
         while t < steps:
             fault = faults.get(t)
-            if fault == "kill":
-                say(f"worker {j}: fault injection: SIGKILL at step {t}")
-                os.kill(os.getpid(), signal.SIGKILL)
-            if fault == "stop":
-                say(f"worker {j}: fault injection: SIGSTOP at step {t}")
-                os.kill(os.getpid(), signal.SIGSTOP)
+            process_fault(fault, f"worker {j}", t, say)
             t, msgs, loss = wk.step(t, first=done == 0)
             fault = faults.get(t)
             for s, m in enumerate(msgs):
