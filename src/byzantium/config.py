@@ -175,6 +175,7 @@ class ByzSGDConfig:
     q_ps: int | None = None
     q_w: int | None = None
     relaxed: bool = False
+    outliers_norm: Literal["previous", "pulled"] = "previous"
     scheduler: Literal["adversarial", "random", "first"] = "adversarial"
     server_attack: str = "none"
     server_attack_params: dict = field(default_factory=dict)

@@ -303,3 +303,20 @@ def test_load_state_dict_errors(logistic):
     plain.run(2)
     with pytest.raises(ByzSGDError, match="no momentum buffers at t=2"):
         c.load_state_dict(plain.state_dict())
+
+
+def test_outliers_bound_from_the_pulled_gradient_lets_a_scaled_model_through(logistic):
+    """The prototype's bound uses the gradient at the pulled model, which a -100 theta model of
+    an MLP inflates (measured: 10 Byzantine models accepted in 12 steps, loss 9.8e3). Our default
+    bounds with the worker's previous gradient and rejects it."""
+    kw = dict(lr=0.1, batch_size=16, server_attack="reverse", model_kwargs={"hidden": [32, 32]})
+    seen = {}
+    for norm in ("pulled", "previous"):
+        p = ByzSGDParams(**P_ASYNC, gather_period=5, variant="sync", outliers_norm=norm)
+        c = ByzSGDCluster(p, logistic, "mlp", **kw)
+        ms = c.run(12)
+        seen[norm] = (sum(m["filter"]["accepted_byzantine"] for m in ms), max(m["loss"] for m in ms))
+    assert seen["pulled"][0] > 0 and seen["pulled"][1] > 100 * seen["previous"][1]
+    assert seen["previous"][0] == 0 and math.isfinite(seen["previous"][1])
+    with pytest.raises(ByzSGDError, match="outliers_norm must be 'previous' or 'pulled'"):
+        ByzSGDParams(**P_ASYNC, variant="sync", outliers_norm="current")

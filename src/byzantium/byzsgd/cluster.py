@@ -352,7 +352,8 @@ class ByzSGDCluster:
         for j in ok:
             k = lipschitz_coefficient(thetas[j], self.theta_prev[j], grads[j], self.grad_prev[j])
             lip_ok = lipschitz_accept(k, self.lip_history[j], p.n_ps, p.f_ps)
-            bound = outliers_bound(lr, float(grads[j].norm()), self.T, n_w, p.f_w, since)
+            gref = self.grad_prev[j] if p.outliers_norm == "previous" else grads[j]
+            bound = outliers_bound(lr, float(gref.norm()), self.T, n_w, p.f_w, since)
             out_ok = outliers_accept(thetas[j], pred[j], bound)
             honest_src = (j + t) % p.n_ps in self.correct_ps
             push_history(self.lip_history[j], k)  # as the prototype: every k, accepted or not

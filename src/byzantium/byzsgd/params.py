@@ -47,6 +47,12 @@ class ByzSGDParams:
     q_ps: int | None = None
     q_w: int | None = None
     relaxed: bool = False
+    outliers_norm: Literal["previous", "pulled"] = "previous"
+    """Sync outliers filter: the gradient norm in its bound. ``"pulled"`` is the prototype's (the
+    gradient just computed at the pulled model), which a Byzantine server inflates at will: a
+    -100 theta model of an MLP has a huge gradient, hence a huge bound, and passes (measured:
+    accepted at step 1 on MNIST-1D, loss 3e4, then NaN). ``"previous"`` (default) uses the
+    worker's previous gradient, at a model it already trusted, as the prediction itself does."""
 
     def __post_init__(self) -> None:
         n_ps, f_ps = _int("n_ps", self.n_ps, 1), _int("f_ps", self.f_ps, 0)
@@ -55,6 +61,9 @@ class ByzSGDParams:
             raise ByzSGDError(f"ByzSGDParams: variant must be 'async' or 'sync', got variant={self.variant!r}")
         if not isinstance(self.relaxed, bool):
             raise ByzSGDError(f"ByzSGDParams: relaxed must be a bool, got relaxed={self.relaxed!r}")
+        if self.outliers_norm not in ("previous", "pulled"):
+            raise ByzSGDError(f"ByzSGDParams: outliers_norm must be 'previous' or 'pulled', got "
+                              f"outliers_norm={self.outliers_norm!r}")
         if self.relaxed and self.variant == "async":
             raise ByzSGDError("ByzSGDParams: relaxed=True is only allowed with variant='sync'")
         if self.relaxed:

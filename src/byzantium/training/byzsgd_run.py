@@ -52,7 +52,7 @@ def byzsgd_params(cfg: RunConfig, q: int) -> ByzSGDParams:
         return ByzSGDParams(
             n_ps=b.n_ps, f_ps=b.f_ps, n_w=cfg.workers, f_w=q, variant=b.variant,
             gather_period=b.gather_period, lipschitz=b.lipschitz, q_ps=b.q_ps, q_w=b.q_w,
-            relaxed=b.relaxed,
+            relaxed=b.relaxed, outliers_norm=b.outliers_norm,
         )
     except ValueError as e:
         raise ConfigError(f"byzsgd: {e}") from None

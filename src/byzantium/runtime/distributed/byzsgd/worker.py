@@ -216,7 +216,8 @@ class _Worker:
             k = lipschitz_coefficient(theta, self.theta_prev, g, self.grad_prev)
             lip_ok = lipschitz_accept(k, self.lip_history, p.n_ps, p.f_ps)
             pred = predicted_model(self.theta_prev, self.grad_prev, lr)
-            bound = outliers_bound(lr, float(g.norm()), cl.T, p.n_w, p.f_w, since)
+            gref = self.grad_prev if p.outliers_norm == "previous" else g
+            bound = outliers_bound(lr, float(gref.norm()), cl.T, p.n_w, p.f_w, since)
             out_ok = outliers_accept(theta, pred, bound)
             push_history(self.lip_history, k)
             ok = lip_ok and out_ok
