@@ -1,5 +1,6 @@
 """The omniscient adversary: exhaustive == branch and bound == ILP == independent brute force,
-closed forms, the spectral bound and the random-placement identity (spec §1.5-§1.10)."""
+closed forms, the spectral bound and the random-placement identity (spec §1.5-§1.10); the
+branch and bound's parts, exact tails and sorting network against brute force."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ from byzantium.assignments import (
     trivial_bound,
     worst_case,
 )
+from byzantium.assignments._worst_case_search import (
+    BranchAndBound,
+    _tail_alive,
+    parallel_parts,
+    sort_desc,
+    sorting_network,
+)
 
 
 def brute_force(a: Assignment, q: int) -> int:
@@ -48,6 +56,18 @@ def random_biregular(K: int, l: int, r: int, rng: np.random.Generator) -> Assign
         files_of = [stubs[w * l:(w + 1) * l] for w in range(K)]
         if all(len(set(fs.tolist())) == l for fs in files_of):
             return Assignment(K, F, tuple(tuple(sorted(int(i) for i in fs)) for fs in files_of))
+
+
+def random_net(r: int, n: int, l: int, rng: np.random.Generator) -> Assignment:
+    """``r`` parallel classes of ``n`` workers, each class a random partition of the ``n * l``
+    files into blocks of ``l``: a biregular graph (replication ``r``) whose parts the search
+    finds, where two workers of different classes may share several files."""
+    F = n * l
+    files_of = []
+    for _ in range(r):
+        perm = rng.permutation(F)
+        files_of += [tuple(sorted(int(i) for i in perm[w * l:(w + 1) * l])) for w in range(n)]
+    return Assignment(r * n, F, tuple(files_of))
 
 
 # K = 15, r = 3 (MOLS l=5 and Ramanujan case 1 m=3, s=5): exact c_max for q = 1..7
@@ -224,3 +244,89 @@ def test_byzshield_never_worse_than_detox(make) -> None:
     for q in range(1, (a.K - 1) // 2 + 1):
         eps_bs = worst_case(a, q).epsilon
         assert eps_bs <= repetition_worst_case(a.K, a.r, q) / groups + 1e-12, q
+
+
+def test_sorting_network_sorts_every_length() -> None:
+    rng = np.random.default_rng(7)
+    for n in range(1, 17):
+        x = rng.integers(-3, 4, size=(n, 200)).astype(np.float32)  # many ties
+        out = np.stack(sort_desc(list(x.copy())))
+        assert np.array_equal(out, -np.sort(-x, axis=0)), n
+        assert all(0 <= i < j < n for i, j in sorting_network(n))
+    assert len(sorting_network(8)) == 19  # Batcher's network on 8 inputs
+
+
+def test_parallel_parts_are_the_classes() -> None:
+    for a, size, count in ((mols(7, 4), 7, 4), (ramanujan(3, 5), 5, 3), (ramanujan(5, 3), 3, 3)):
+        parts = parallel_parts(a.biadjacency())
+        assert [len(p) for p in parts] == [size] * count
+        assert np.array_equal(np.concatenate(parts), np.arange(a.K))
+    # repetition: a group's workers share its file; only a group's last and the next's first
+    # are disjoint
+    assert [len(p) for p in parallel_parts(repetition(9, 3).biadjacency())] == [1, 1, 2, 1, 2, 1, 1]
+    assert [len(p) for p in parallel_parts(baseline(25).biadjacency())] == [10, 10, 5]
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 3), (4, 3, 3), (3, 5, 2), (5, 3, 2), (4, 4, 2)])
+def test_branch_and_bound_pieces_equal_brute_force_on_random_nets(shape) -> None:
+    """Exact two-part tails with and without their bound, the three-part enumeration, closing
+    children and split parts, in several combinations: always the brute-force c_max, with a
+    set that achieves it (the symmetry test is covered by the MOLS / Ramanujan cases above)."""
+    r, n, l = shape
+    a = random_net(r, n, l, np.random.default_rng(sum(shape)))
+    A = a.biadjacency()
+    group = a.symmetry_group()
+    for q in range(1, a.K):
+        ref = brute_force(a, q)
+        for enum_first, max_part, bound in ((0, 10, True), (3, 10, True), (10, 10, True),
+                                            (3, 2, True), (3, 10, False)):
+            bb = BranchAndBound(A, a.r_majority, q, (tuple(range(q)), -1), group,
+                                enum_first=enum_first, max_part=max_part, tail_bound=bound)
+            S, c = bb.run()
+            assert c == ref, (shape, q, enum_first, max_part, bound)
+            assert len(S) == q and len(corrupted_files(a, S)) == c
+        assert worst_case(a, q, method="bnb").c_max == ref
+
+
+def test_tail_bound_never_cuts_a_better_completion() -> None:
+    """The two-part bound keeps every tail whose best ``aE(U) + aG(W) + sum_{U x W}(M2 - M1)``
+    (brute force over U, greedy W) exceeds the threshold, on random nonnegative data."""
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        n, e, g = (int(v) for v in rng.integers(1, 7, size=3))
+        b = int(rng.integers(0, e + g + 1))
+        xs = np.arange(max(0, b - g), min(e, b) + 1)
+        aE = rng.integers(0, 5, (n, e)).astype(np.float32)
+        aG = rng.integers(0, 5, (n, g)).astype(np.float32)
+        M1 = rng.integers(0, 2, (g, n, e)).astype(np.float32)  # (g, n, e) layout
+        M2 = rng.integers(0, 3, (g, n, e)).astype(np.float32)
+        best = np.full(n, -np.inf)
+        for U in itertools.product([0, 1], repeat=e):
+            U = np.array(U, dtype=np.float32)
+            k = b - int(U.sum())
+            if 0 <= k <= g:
+                cols = aG + np.einsum("gne,e->ng", M2 - M1, U)
+                best = np.maximum(best, aE @ U + -np.sort(-cols, axis=1)[:, :k].sum(axis=1))
+        for need in (best - 0.5, best - 2.5):
+            alive = _tail_alive(aE, aG, M2 - M1, M1, xs, b, need)
+            assert set(np.flatnonzero(best > need)) <= set(alive.tolist())
+
+
+def test_bnb_equals_ilp_on_mid_size_mols() -> None:
+    for a, q in ((mols(5, 4), 9), (mols(7, 3), 8)):
+        bb, ilp = worst_case(a, q, method="bnb"), worst_case(a, q, method="milp")
+        assert ilp.exact and bb.c_max == ilp.c_max, (a, q)
+
+
+@pytest.mark.parametrize("l,r,q,c", [(9, 5, 8, 8), (9, 5, 12, 16), (7, 6, 12, 18)])
+def test_large_mols_values_and_the_set_really_corrupts_them(l: int, r: int, q: int, c: int
+                                                            ) -> None:
+    """K = 45 and K = 42 (values of the previous exact search); the returned set is checked
+    file by file, independently of the search."""
+    a = mols(l, r)
+    res = worst_case(a, q)
+    assert res.method == "bnb" and res.exact and res.c_max == c
+    assert len(res.workers) == q and list(res.workers) == sorted(set(res.workers))
+    won = [i for i, ws in enumerate(a.workers_of)
+           if sum(w in res.workers for w in ws) >= (r + 1) // 2]
+    assert tuple(won) == res.files and len(won) == c

@@ -8,8 +8,9 @@ ties count as lost, as in the authors' ``simulations.py``). For a Byzantine set 
 voted gradients).
 
 * :func:`worst_case` -- exact ``c_max`` with a maximising set: exhaustive search over all
-  ``q``-subsets when there are few enough of them, else branch and bound with symmetry breaking;
-  a 0/1 integer program solved by HiGHS (``scipy.optimize.milp``) is available as a cross-check.
+  ``q``-subsets when there are few enough of them, else a branch and bound over the parallel
+  classes with exact two-class tails and symmetry breaking (:mod:`._worst_case_search`); a 0/1
+  integer program solved by HiGHS (``scipy.optimize.milp``) is available as a cross-check.
 * :func:`spectral_bound` -- ByzShield's upper bound ``gamma(q)`` from the second eigenvalue of the
   normalised graph (§1.7).
 * :func:`repetition_worst_case` -- the DETOX / fractional repetition closed form
@@ -31,6 +32,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
+from ._worst_case_search import BranchAndBound, local_search
 from .graph import Assignment, AssignmentError
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "random_placement_fraction",
 ]
 
-EXHAUSTIVE_LIMIT = 200_000  # q-subsets; above this "auto" switches to the integer program
+EXHAUSTIVE_LIMIT = 200_000  # q-subsets; above this "auto" switches to the branch and bound
 _BATCH = 8192  # subsets scored per numpy batch in the exhaustive search
 
 
@@ -123,206 +125,6 @@ def _exhaustive(a: Assignment, q: int) -> tuple[tuple[int, ...], int]:
     return best_set, best_c
 
 
-def _local_search(A: np.ndarray, q: int, rp: int, restarts: int, seed: int = 0
-                  ) -> tuple[tuple[int, ...], int]:
-    """Incumbent for the branch and bound: best-swap hill climbing from ``restarts`` random
-    ``q``-sets (fixed seed, so deterministic)."""
-    K = A.shape[0]
-    rng = np.random.default_rng(seed)
-    A16 = A.astype(np.int16)
-    best_c, best_S = -1, tuple(range(q))
-    for _ in range(restarts):
-        S = [int(w) for w in rng.choice(K, q, replace=False)]
-        cnt = A16[S].sum(axis=0)
-        c = int((cnt >= rp).sum())
-        improved = True
-        while improved:
-            improved = False
-            inS = np.zeros(K, dtype=bool)
-            inS[S] = True
-            for t, w_out in enumerate(S):
-                cand = (cnt - A16[w_out])[None, :] + A16  # (K, F): swap w_out for each worker
-                cs = (cand >= rp).sum(axis=1)
-                cs[inS] = -1
-                w_in = int(np.argmax(cs))
-                if cs[w_in] > c:
-                    S[t], cnt, c, improved = w_in, cand[w_in], int(cs[w_in]), True
-                    break
-        if c > best_c:
-            best_c, best_S = c, tuple(sorted(S))
-    return best_S, best_c
-
-
-class _BranchAndBound:
-    """Exact ``max_{|S|=q} c(S)`` by best-first-in-lexicographic-order branch and bound.
-
-    Sets are built as increasing index tuples, level by level, in vectorised chunks of prefixes
-    (depth first over chunks, so memory stays bounded and good leaves raise the incumbent early).
-
-    *Symmetry breaking* (orderly generation): a prefix is kept only if it is the lexicographically
-    smallest image of itself under every automorphism in ``group`` (from
-    :attr:`Assignment.symmetries`). This is exact: the lexicographically smallest set of any orbit
-    passes, and so do its prefixes (if ``g(P) < P`` for a prefix ``P`` of ``S`` formed by its
-    smallest elements, then ``g(S) < S``), so every orbit of optimal sets keeps a representative.
-
-    *Bound* for a prefix ``P`` (``b = q - |P|`` workers still to add, all with larger indices):
-    ``c(P u N) <= c(P) + sum of the b largest rho(w)``. A file not yet corrupted needs
-    ``k = r' - cnt`` more copies (and must have ``k`` workers left); credit each newly corrupted
-    file ``1/k`` to ``k`` of its new workers. Worker ``w`` is credited at most ``pot_1(w)``
-    need-1 files plus, for need ``k >= 2`` files, ``m_k <= pot_k(w)`` files each needing ``k-1``
-    other new workers through ``w``, and the other ``b-1`` new workers share at most ``lambda``
-    files with ``w`` (``lambda`` = largest number of files two workers share): so
-    ``sum_k (k-1) m_k <= lambda (b-1)``, and ``rho(w)`` is the LP optimum of ``sum_k m_k / k``
-    under that budget (greedy by increasing ``k``).
-    """
-
-    CHILDREN = 16384
-    GROUP_WORK = 2_000_000  # children x group elements per symmetry test
-    MIN_GROUP = 128
-
-    def __init__(self, a: Assignment, q: int, incumbent: tuple[tuple[int, ...], int],
-                 group: np.ndarray) -> None:
-        A = a.biadjacency()
-        self.K, self.F = A.shape
-        self.q, self.rp = q, a.r_majority
-        self.A8 = A.astype(np.int8)
-        self.AT = A.T.astype(np.float32)
-        co = A.astype(np.int64) @ A.T.astype(np.int64)
-        np.fill_diagonal(co, 0)
-        self.lam = float(co.max()) if self.K > 1 else 0.0
-        suffix = np.cumsum(A[::-1].astype(np.int16), axis=0)[::-1]  # workers with index >= w
-        self.avail = np.vstack([suffix[1:], np.zeros((1, self.F), np.int16)])  # index > w
-        self.group = np.asarray(group)[1:] if len(group) > 1 else np.zeros((0, self.K), np.int64)
-        self.use_bits = self.K <= 62
-        if self.use_bits:
-            # worker w is bit K-1-w, so integer order of masks is lexicographic order
-            self.pow2 = np.left_shift(np.uint64(1), np.arange(self.K - 1, -1, -1, dtype=np.uint64))
-            self.pow2g = self.pow2[self.group] if len(self.group) else None  # (|G|, K)
-            self.pow2gT = self.pow2g.T.copy() if len(self.group) else None  # (K, |G|)
-        self.best_S, self.best_c = incumbent
-        self.nodes = 0
-
-    def _canonical(self, sets: np.ndarray) -> np.ndarray:
-        """Rows of ``sets`` (sorted index tuples) that no group element maps to a
-        lexicographically smaller tuple. Rows are dropped from the working set as soon as one
-        element rejects them, so most of the group is only applied to the few survivors."""
-        keep = np.ones(len(sets), dtype=bool)
-        if not len(self.group) or not len(sets):
-            return keep
-        alive = np.arange(len(sets))
-        cur = sets
-        if self.use_bits:
-            # with element w stored as bit K-1-w, "T < S as sorted tuples" (the smallest element
-            # of S ^ T lies in T) is "mask(T) > mask(S)" as integers
-            mask = self.pow2[cur].sum(axis=1, dtype=np.uint64)
-            for pg in self.pow2g:
-                ok = pg[cur].sum(axis=1, dtype=np.uint64) <= mask
-                if not ok.all():
-                    keep[alive[~ok]] = False
-                    alive, cur, mask = alive[ok], cur[ok], mask[ok]
-                    if not len(alive):
-                        break
-            return keep
-        for g in self.group:
-            img = np.sort(g[cur], axis=1)
-            diff = img != cur
-            first = diff.argmax(axis=1)
-            rows = np.arange(len(cur))
-            ok = ~(diff.any(axis=1) & (img[rows, first] < cur[rows, first]))
-            if not ok.all():
-                keep[alive[~ok]] = False
-                alive, cur = alive[ok], cur[ok]
-                if not len(alive):
-                    break
-        return keep
-
-    def _canonical_children(self, parents: np.ndarray, p: np.ndarray, w: np.ndarray
-                            ) -> np.ndarray:
-        """:meth:`_canonical` of the children ``parents[p] + (w,)`` (``w`` > every parent
-        element), computing each group image incrementally: ``g(child) = g(parent) | g(w)``."""
-        if not len(self.group) or not len(p):
-            return np.ones(len(p), dtype=bool)
-        if not self.use_bits:
-            return self._canonical(np.concatenate([parents[p], w[:, None]], axis=1))
-        # any subset of the group is a valid filter (the orbit's lexicographically smallest set
-        # passes them all); large batches use a prefix of the group to bound the work
-        m = min(len(self.pow2g), max(self.MIN_GROUP, self.GROUP_WORK // len(p)))
-        pmask = self.pow2[parents].sum(axis=1, dtype=np.uint64)
-        pimg = np.stack([pg[parents].sum(axis=1, dtype=np.uint64) for pg in self.pow2g[:m]],
-                        axis=1)  # (P, m)
-        cmask = pmask[p] | self.pow2[w]
-        return (pimg[p] | self.pow2gT[w, :m]).max(axis=1) <= cmask
-
-    def _bound(self, counts: np.ndarray, last: np.ndarray, b: int) -> np.ndarray:
-        rp = self.rp
-        cur = (counts >= rp).sum(axis=1)
-        need = rp - counts.astype(np.int16)
-        avail = self.avail[last]
-        rho = np.zeros((len(last), self.K), dtype=np.float64)
-        budget = np.full_like(rho, self.lam * (b - 1))
-        n_pot = np.zeros(len(last), dtype=np.int64)
-        for k in range(1, min(rp, b) + 1):
-            pk = (need == k) & (avail >= k)
-            n_pot += pk.sum(axis=1)
-            potk = pk.astype(np.float32) @ self.AT  # (N, K)
-            if k == 1:
-                rho += potk
-            else:
-                take = np.minimum(potk, budget / (k - 1))
-                budget -= take * (k - 1)
-                rho += take / k
-        rho[np.arange(self.K)[None, :] <= last[:, None]] = -1.0  # only larger indices may join
-        top = -np.partition(-rho, b - 1, axis=1)[:, :b]
-        # never more new files than there are completable ones
-        return cur + np.minimum(np.maximum(top, 0.0).sum(axis=1), n_pot)
-
-    def run(self) -> tuple[tuple[int, ...], int]:
-        K, q = self.K, self.q
-        if self.best_c >= self.F:  # every file corrupted: nothing can beat the incumbent
-            return self.best_S, self.best_c
-        first = np.arange(K - q + 1, dtype=np.int64)[:, None]
-        first = first[self._canonical(first)]
-        stack = [(first, self.A8[first[:, 0]])]
-        while stack:
-            sets, counts = stack.pop()
-            t = sets.shape[1]
-            self.nodes += len(sets)
-            if t == q:
-                c = (counts >= self.rp).sum(axis=1)
-                j = int(np.argmax(c))
-                if c[j] > self.best_c:
-                    self.best_c, self.best_S = int(c[j]), tuple(int(w) for w in sets[j])
-                continue
-            b = q - t
-            if self.best_c >= self.F:
-                break
-            keep = np.floor(self._bound(counts, sets[:, -1], b) + 1e-6) > self.best_c
-            sets, counts = sets[keep], counts[keep]
-            if not len(sets):
-                continue
-            # children: append every w with last < w <= K - q + t, in sub-batches of at most
-            # CHILDREN rows (the symmetry test holds a (children, |G|) array)
-            nchild = np.cumsum((K - q + t) - sets[:, -1])
-            cuts = np.searchsorted(nchild, np.arange(self.CHILDREN, nchild[-1], self.CHILDREN),
-                                   side="right")
-            edges = np.unique(np.concatenate([[0], cuts, [len(sets)]]))
-            batches = []
-            for lo, hi in zip(edges[:-1], edges[1:]):
-                par = sets[lo:hi]
-                nxt = np.arange(K)
-                ok = (nxt[None, :] > par[:, -1:]) & (nxt[None, :] <= K - q + t)
-                p, w = np.nonzero(ok)
-                canon = self._canonical_children(par, p, w)
-                p, w = p[canon], w[canon]
-                batches.append((np.concatenate([par[p], w[:, None]], axis=1),
-                                counts[lo:hi][p] + self.A8[w]))
-            # push in reverse so that batches are processed in lexicographic order
-            for item in reversed(batches):
-                if len(item[0]):
-                    stack.append(item)
-        return self.best_S, self.best_c
-
-
 @lru_cache(maxsize=16)
 def _group(a: Assignment) -> np.ndarray:
     """The symmetry group used by the search (cached: a table over q repeats it). Equal graphs
@@ -331,9 +133,11 @@ def _group(a: Assignment) -> np.ndarray:
 
 
 def _bnb(a: Assignment, q: int, restarts: int = 40) -> tuple[tuple[int, ...], int, int]:
+    """Exact search of :mod:`._worst_case_search` from a local-search incumbent; returns
+    (maximiser, c_max, nodes visited)."""
     A = a.biadjacency()
-    inc = _local_search(A, q, a.r_majority, restarts)
-    bb = _BranchAndBound(a, q, inc, _group(a))
+    inc = local_search(A, q, a.r_majority, restarts)
+    bb = BranchAndBound(A, a.r_majority, q, inc, _group(a))
     S, c = bb.run()
     return S, c, bb.nodes
 
@@ -400,9 +204,10 @@ def worst_case(
 
     * ``"exhaustive"``: all ``C(K, q)`` subsets, vectorised; returns the lexicographically
       smallest maximiser, like the authors' brute force.
-    * ``"bnb"``: branch and bound with symmetry breaking (:class:`_BranchAndBound`) from a
-      local-search incumbent; returns the first maximiser met in lexicographic order among the
-      symmetry-canonical sets, or the incumbent when nothing beats it (deterministic).
+    * ``"bnb"``: branch and bound over parallel classes with symmetry breaking
+      (:class:`~byzantium.assignments._worst_case_search.BranchAndBound`) from a local-search
+      incumbent; returns the first strictly better set the search meets, or the incumbent when
+      nothing beats it (deterministic).
     * ``"milp"``: 0/1 integer program solved by HiGHS (:func:`_milp`); kept as an independent
       cross-check. ``time_limit`` (seconds) applies to it only; if it fires the result has
       ``exact=False``.
