@@ -28,9 +28,9 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from ..byzsgd import ByzSGDCluster, ByzSGDError, ByzSGDParams
-from ..config import byzsgd_section, ConfigError, RunConfig, SchemeConfig, to_dict
+from ..config import ConfigError, RunConfig, SchemeConfig, byzsgd_section
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_config, write_summary
+from .results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_run_config, write_summary
 
 __all__ = ["run_byzsgd", "build_byzsgd_cluster", "byzsgd_params", "byzsgd_summary", "lr_schedule"]
 
@@ -241,19 +241,14 @@ def run_byzsgd(
     ``max_steps`` stops after that many steps of this call (a checkpoint is written there), so a
     test can interrupt a run and check that ``resume`` ends exactly as an uninterrupted run.
     """
-    from .data import load_dataset
+    from .data import load_run_dataset
 
     cfg = with_scheme_overrides(cfg, scheme_cfg)
     label = label or scheme_cfg.display
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(
-        run_dir,
-        {**to_dict(cfg), "scheme": dataclasses.asdict(scheme_cfg), "attack_enabled": attack_enabled},
-    )
+    write_run_config(run_dir, cfg, scheme_cfg, attack_enabled)
     if dataset is None:
-        dataset = load_dataset(cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size,
-                               seed=cfg.seed, **cfg.data.params)
+        dataset = load_run_dataset(cfg)
     cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=scheme_cfg, attack_enabled=attack_enabled)
     metrics = MetricsWriter(run_dir / "metrics.csv")
     wall, gathers, _ = _restore(run_dir, cluster, metrics, resume)

@@ -37,15 +37,12 @@ def run_compare(
 ) -> dict[str, Any]:
     """Train every scheme of ``cfg.compare`` (with the attack, and clean when
     ``cfg.compare_clean``), write one table and one plot, and return them."""
-    from .data import load_dataset
+    from .data import load_run_dataset
 
     schemes: list[SchemeConfig] = cfg.compare or [cfg.scheme]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(
-        cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size, seed=cfg.seed,
-        **cfg.data.params,
-    )
+    dataset = load_run_dataset(cfg)
     rows: list[list[Any]] = []
     curves: list[tuple[str, list[dict[str, Any]]]] = []
     results: list[dict[str, Any]] = []

@@ -36,6 +36,7 @@ __all__ = [
     "Dataset",
     "DATASETS",
     "load_dataset",
+    "load_run_dataset",
     "default_cache_dir",
     "FileSampler",
     "gather_files",
@@ -99,6 +100,13 @@ def default_cache_dir() -> Path:
     """``$BYZANTIUM_CACHE`` if set, else ``~/.cache/byzantium``."""
     env = os.environ.get("BYZANTIUM_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "byzantium"
+
+
+def load_run_dataset(cfg: Any) -> Dataset:
+    """The data set of a run configuration (``cfg.data`` and ``cfg.seed``), as every runtime and
+    rank loads it: the same config gives the same tensors on every machine."""
+    d = cfg.data
+    return load_dataset(d.name, root=d.root, train_size=d.train_size, seed=cfg.seed, **d.params)
 
 
 def load_dataset(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -11,9 +10,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..config import RunConfig, SchemeConfig, to_dict
+from ..config import RunConfig, SchemeConfig
 from .checkpoint import restore_training_state, save_training_state
-from .results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
+from .results import MetricsWriter, plot_accuracy, read_metrics, write_run_config, write_summary
 
 __all__ = ["run_training", "make_optimizer"]
 
@@ -80,26 +79,15 @@ def _run(
     max_steps: int | None,
 ) -> dict[str, Any]:
     from ..runtime.simulator import SimulatedCluster
-    from .data import load_dataset
+    from .data import load_run_dataset
     from .models import build_model, evaluate
 
     scheme_cfg = scheme_cfg or cfg.scheme
     label = label or scheme_cfg.display
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(
-        run_dir,
-        {**to_dict(cfg), "scheme": dataclasses.asdict(scheme_cfg), "attack_enabled": attack_enabled},
-    )
-
+    write_run_config(run_dir, cfg, scheme_cfg, attack_enabled)
     if dataset is None:
-        dataset = load_dataset(
-            cfg.data.name,
-            root=cfg.data.root,
-            train_size=cfg.data.train_size,
-            seed=cfg.seed,
-            **cfg.data.params,
-        )
+        dataset = load_run_dataset(cfg)
     model = build_model(cfg.model.name, dataset, seed=cfg.seed, **cfg.model.params)
     cluster = SimulatedCluster(cfg, scheme_cfg, dataset, model, attack_enabled=attack_enabled)
     opt, sched = make_optimizer(model, cfg)

@@ -42,6 +42,16 @@ def write_config(run_dir: Path, cfg_dict: dict) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
 
 
+def write_run_config(run_dir: Path, cfg: Any, scheme_cfg: Any, attack_enabled: bool = True) -> None:
+    """``config.yaml`` of a run: the resolved configuration with the scheme actually run."""
+    import dataclasses
+
+    from ..config import to_dict
+
+    write_config(Path(run_dir), {**to_dict(cfg), "scheme": dataclasses.asdict(scheme_cfg),
+                                 "attack_enabled": attack_enabled})
+
+
 class MetricsWriter:
     """Append-only CSV of per-step metrics; :meth:`truncate` supports exact resume. ``fields``:
     the columns (default :data:`METRIC_FIELDS`)."""

@@ -41,14 +41,11 @@ class Geometry:
 def build_cluster(cfg: RunConfig, dataset: Any = None) -> tuple[Any, torch.nn.Module, SimulatedCluster]:
     """``(dataset, model, cluster)`` exactly as :func:`byzantium.training.loop.run_training`
     builds them (same data, same initial parameters, same scheme and placement)."""
-    from ...training.data import load_dataset
+    from ...training.data import load_run_dataset
     from ...training.models import build_model
 
     if dataset is None:
-        dataset = load_dataset(
-            cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size, seed=cfg.seed,
-            **cfg.data.params,
-        )
+        dataset = load_run_dataset(cfg)
     model = build_model(cfg.model.name, dataset, seed=cfg.seed, **cfg.model.params)
     cluster = SimulatedCluster(cfg, cfg.scheme, dataset, model)
     return dataset, model, cluster

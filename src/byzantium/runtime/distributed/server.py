@@ -37,11 +37,11 @@ from typing import Any, Callable
 
 import torch
 
-from ...config import RunConfig, to_dict
+from ...config import RunConfig
 from ...seeding import generator
 from ...training.checkpoint import restore_training_state, save_training_state
 from ...training.loop import assign_flat_grad, make_optimizer, summarize_run
-from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_config, write_summary
+from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_run_config, write_summary
 from ..stragglers import FirstK
 from .common import build_cluster, geometry
 from .frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame
@@ -221,8 +221,7 @@ def run_server(
     groups = init_world(0, world_size, connect_timeout=opts.connect_timeout,
                         gloo_timeout=opts.gloo_timeout)
     say(f"server: {K} workers joined; scheme {cfg.scheme.display}, run directory {run_dir}")
-    write_config(run_dir, {**to_dict(cfg), "scheme": dataclasses.asdict(cfg.scheme),
-                           "attack_enabled": True})
+    write_run_config(run_dir, cfg, cfg.scheme)
     dataset, model, cluster = build_cluster(cfg)
     geo = geometry(cluster)
     opt, sched = make_optimizer(model, cfg)

@@ -76,10 +76,9 @@ def build_deployment(cfg: RunConfig) -> tuple[Any, Any]:
     file sampler, learning-rate schedule, T, who is Byzantine, the attacks), never its lock-step
     :meth:`step`."""
     from ....training.byzsgd_run import build_byzsgd_cluster
-    from ....training.data import load_dataset
+    from ....training.data import load_run_dataset
 
-    dataset = load_dataset(cfg.data.name, root=cfg.data.root, train_size=cfg.data.train_size,
-                           seed=cfg.seed, **cfg.data.params)
+    dataset = load_run_dataset(cfg)
     cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=cfg.scheme, attack_enabled=True)
     return dataset, cluster
 
@@ -94,12 +93,10 @@ def feasible_f(f: int, m: int) -> int:
 
 @dataclasses.dataclass
 class Received:
-    """A validated frame's payload (a copy), its ``aux`` slot and its arrival time
-    (``time.monotonic``)."""
+    """A validated frame's payload (a copy) and its ``aux`` slot."""
 
     payload: torch.Tensor
     aux: float
-    time: float = 0.0
 
 
 class Inbox:
@@ -178,7 +175,7 @@ class Inbox:
             held.discard(old)
             self.store.get(old, {}).pop(peer, None)
             self.reject(old[1], peer, "step", f"more than {self.per_sender} frames buffered from one sender")
-        rec = Received(fr.payload.clone(), fr.aux, ev.time)
+        rec = Received(fr.payload.clone(), fr.aux)
         bucket[peer] = rec
         held.add((fr.kind, fr.step))
         if self.on_frame is not None:

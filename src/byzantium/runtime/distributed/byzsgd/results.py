@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ....byzsgd import drift
-from ....training.results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_summary
+from ....training.results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_run_config, write_summary
 
 __all__ = ["merge_run"]
 
@@ -36,8 +36,9 @@ def _correct_servers(cfg: Any) -> list[int]:
 
 def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str, Any]:
     """Write ``metrics.csv``, ``summary.json`` and ``accuracy.png`` of a distributed ByzSGD run
-    from its per-rank outputs; return the summary."""
+    (and ``config.yaml``) from its per-rank outputs; return the summary."""
     run_dir = Path(run_dir)
+    write_run_config(run_dir, cfg, cfg.scheme)
     b = cfg.byzsgd
     steps = cfg.training.steps
     correct = _correct_servers(cfg)
@@ -59,10 +60,14 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
         if p.exists():
             workers.append(json.loads(p.read_text()))
 
+    by_step: dict[int, list[dict[str, Any]]] = {}
+    for s in correct:
+        for r in rows_of.get(s, []):
+            by_step.setdefault(int(r["step"]), []).append(r)
     merged: list[dict[str, Any]] = []
     drifts: list[float] = []
     for t in range(steps):
-        rs = [r for s in correct for r in rows_of.get(s, []) if int(r["step"]) == t]
+        rs = by_step.get(t, [])
         if not rs:
             continue
         losses = [r["loss"] for r in rs if r.get("loss") is not None]

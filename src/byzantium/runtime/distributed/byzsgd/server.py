@@ -61,7 +61,7 @@ KIND_NAMES = {PARAMS: "pull", MESSAGE: "push", GATHER: "gather", REQUEST: "reque
 
 
 class _Server:
-    def __init__(self, s: int, cfg: Any, cluster: Any, dataset: Any, mesh: Mesh, inbox_args: dict,
+    def __init__(self, s: int, cfg: Any, cluster: Any, dataset: Any, mesh: Mesh, window: int,
                  opts: RuntimeOptions, session: int, out: Path, say: Callable[[str], None],
                  resumed: bool = False) -> None:
         self.s, self.cfg, self.cluster, self.dataset, self.mesh = s, cfg, cluster, dataset, mesh
@@ -81,7 +81,7 @@ class _Server:
         self.delta = opts.deadline if opts.deadline is not None else opts.evict_timeout
         self.events = EventLog(out / "events.jsonl", f"server {s}", say, fresh=not resumed)
         self.inbox = Inbox(mesh, session=session, slots=cluster.d, kinds_from=self._kinds_from,
-                           window=inbox_args["window"], events=self.events, on_frame=self._on_frame)
+                           window=window, events=self.events, on_frame=self._on_frame)
 
     # ------------------------------------------------------------------ wiring
     def _kinds_from(self, peer: int) -> tuple[int, ...]:
@@ -127,7 +127,8 @@ class _Server:
         p, cl = self.p, self.cluster
         self.t = t
         lr = float(cl.lr_fn(t))
-        self.history.append(self.theta.clone())
+        if self.byzantine:  # only the stale-replay behaviour reads it
+            self.history.append(self.theta.clone())
         self.inbox.set_floor(MESSAGE, t)
         self.inbox.set_floor(REQUEST, t)
         self.send_models(t, PARAMS, self.pull_recipients(t))
@@ -225,8 +226,7 @@ def run_byzsgd_server(
             f"run directory {run_dir}")
     dataset, cluster = build_deployment(cfg)
     mesh = Mesh(rank, groups, slots=cluster.d)
-    window = max(64, 4 * cluster.T)
-    srv = _Server(rank, cfg, cluster, dataset, mesh, {"window": window}, opts, session, out, say,
+    srv = _Server(rank, cfg, cluster, dataset, mesh, max(64, 4 * cluster.T), opts, session, out, say,
                   resumed=bool(resume_step))
     metrics = MetricsWriter(out / "metrics.csv", SERVER_FIELDS)
     faults = opts.faults_of(rank, role="server")
