@@ -96,12 +96,41 @@ def test_sync_collection_waits_for_n_minus_f_then_a_deadline() -> None:
     mesh, inbox = make()
     for peer in (3, 4, 5):
         mesh.put(peer, MESSAGE, 0, 1.0)
-    got = inbox.collect_sync(MESSAGE, 0, [3, 4, 5, 6], 1, first_timeout=1.0, rest=0.05, what="gradients")
-    assert sorted(got) == [3, 4, 5]  # 6 stayed silent past the deadline: faulty for this step
+    at, got = inbox.collect_sync(MESSAGE, 0, [3, 4, 5, 6], 1, first_timeout=1.0, rest=0.05, what="gradients")
+    assert at == 0 and sorted(got) == [3, 4, 5]  # 6 stayed silent past the deadline: faulty for this step
     mesh2, inbox2 = make()
     mesh2.put(3, MESSAGE, 0, 1.0)
     with pytest.raises(QuorumError, match="only 1 of the quorum q=3 arrived within 0.05 s"):
         inbox2.collect_sync(MESSAGE, 0, [3, 4, 5, 6], 1, first_timeout=0.05, rest=1.0, what="gradients")
+
+
+def test_a_party_that_fell_behind_joins_the_newest_quorum() -> None:
+    """The peers went on without this party: its outboxes kept only their newest frames, so step
+    1 never completes here. collect_newest settles on the newest step with a quorum (2 of
+    senders [3, 4, 5, 6]); a lone sender far ahead (possibly Byzantine) moves nobody."""
+    mesh, inbox = make(window=10)
+    mesh.put(3, MESSAGE, 1, 1.0)
+    for peer in (3, 4, 5):
+        mesh.put(peer, MESSAGE, 4, 4.0)
+    mesh.put(4, MESSAGE, 6, 6.0)
+    mesh.put(6, MESSAGE, 9, 9.0)
+    at, got = inbox.collect_newest(MESSAGE, 1, 2, [3, 4, 5, 6], timeout=1.0, what="gradients")
+    assert at == 4 and list(got) == [3, 4] and float(got[4].payload[0]) == 4.0
+    assert inbox.newest_ready(MESSAGE, 5, 2, [3, 4, 5, 6]) is None
+    # the quorum at the requested step itself is taken when nothing newer has one
+    mesh2, inbox2 = make()
+    for peer in (3, 4):
+        mesh2.put(peer, MESSAGE, 2, 2.0)
+    assert inbox2.collect_newest(MESSAGE, 2, 2, [3, 4, 5], timeout=1.0, what="gradients")[0] == 2
+    # the synchronous collection settles on the newest step, then waits for the rest of it
+    mesh3, inbox3 = make()
+    for peer in (3, 4, 5):
+        mesh3.put(peer, MESSAGE, 3, 3.0)
+    at, got = inbox3.collect_sync(MESSAGE, 0, [3, 4, 5, 6], 1, first_timeout=1.0, rest=0.05,
+                                  what="gradients", newest=True)
+    assert at == 3 and sorted(got) == [3, 4, 5]
+    with pytest.raises(QuorumError, match=r"step 5: gradients: only 0 of the quorum q=2 arrived within 0.05 s"):
+        inbox.collect_newest(MESSAGE, 5, 2, [3, 4, 5, 6], timeout=0.05, what="gradients")
 
 
 def test_feasible_f_keeps_f_while_mda_allows_it() -> None:

@@ -92,12 +92,19 @@ def default_session(cfg: RunConfig, port: int | str) -> int:
 
 
 def process_fault(fault: str | None, who: str, step: int, say: Any) -> None:
-    """Fault injection on this process: ``kill`` (SIGKILL itself) or ``stop`` (SIGSTOP: it hangs
-    until killed); anything else is left to the caller."""
+    """Fault injection on this process: ``kill`` (SIGKILL itself), ``stop`` (SIGSTOP: it hangs
+    until killed) or ``freeze`` (SIGSTOP, and a child sends SIGCONT ``FREEZE_SECONDS`` later);
+    anything else is left to the caller."""
     import os
     import signal
+    import subprocess
 
-    if fault in ("kill", "stop"):
+    from .options import FREEZE_SECONDS
+
+    if fault in ("kill", "stop", "freeze"):
         sig = signal.SIGKILL if fault == "kill" else signal.SIGSTOP
-        say(f"{who}: fault injection: {sig.name} at step {step}")
+        say(f"{who}: fault injection: {fault} ({sig.name}) at step {step}")
+        if fault == "freeze":
+            subprocess.Popen(["/bin/sh", "-c", f"sleep {FREEZE_SECONDS}; kill -CONT {os.getpid()}"],
+                             start_new_session=True)
         os.kill(os.getpid(), sig)

@@ -39,7 +39,7 @@ import torch.distributed as dist
 
 from .frames import frame_size, poison, read_header
 
-__all__ = ["init_mesh", "Arrival", "Lost", "Mesh"]
+__all__ = ["init_mesh", "open_mesh", "Arrival", "Lost", "Mesh"]
 
 
 def init_mesh(
@@ -69,6 +69,25 @@ def init_mesh(
         if rank in (a, b):
             mine[b if rank == a else a] = g
     return mine
+
+
+def open_mesh(
+    rank: int,
+    world_size: int,
+    pairs: Iterable[tuple[int, int]],
+    *,
+    slots: int,
+    connect_timeout: float,
+    gloo_timeout: float,
+) -> "Mesh":
+    """:func:`init_mesh`, this rank's :class:`Mesh`, then a barrier of every rank: nobody sends
+    before every peer's receivers run. Without it a rank still setting up while the others start
+    gets the newest of their frames only (latest-only outboxes) and begins behind them.
+    Call it once the slow set-up (data, model) is done."""
+    groups = init_mesh(rank, world_size, pairs, connect_timeout=connect_timeout, gloo_timeout=gloo_timeout)
+    mesh = Mesh(rank, groups, slots=slots)
+    dist.barrier()
+    return mesh
 
 
 @dataclass

@@ -26,8 +26,12 @@ class OptionsError(ValueError):
     """A runtime option or fault specification is malformed."""
 
 
-SERVER_FAULT_KINDS = ("kill", "stop")
-"""Faults a (ByzSGD) parameter server can inject: ``psS:kill@STEP`` / ``psS:stop@STEP``."""
+SERVER_FAULT_KINDS = ("kill", "stop", "freeze")
+"""Faults a (ByzSGD) parameter server can inject: ``psS:kill@STEP`` / ``psS:stop@STEP`` /
+``psS:freeze@STEP`` (the whole process, its receivers included, stops for ``FREEZE_SECONDS``
+and then goes on: a machine that froze, its peers' frames to it replaced in their outboxes)."""
+
+FREEZE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Fault:
 
 def parse_fault(text: str) -> Fault:
     """``"W:KIND@S1,S2"``, e.g. ``"2:nan@1,3"`` (worker 2 sends NaN at steps 1 and 3), or
-    ``"psS:KIND@STEPS"`` for a ByzSGD parameter server (kinds ``kill``, ``stop``), e.g.
+    ``"psS:KIND@STEPS"`` for a ByzSGD parameter server (kinds ``kill``, ``stop``, ``freeze``), e.g.
     ``"ps2:kill@5"``."""
     role = "worker"
     try:

@@ -185,43 +185,76 @@ class Inbox:
     def have(self, kind: int, step: int) -> dict[int, Received]:
         return self.store.get((kind, step), {})
 
+    def newest_ready(self, kind: int, step: int, q: int, senders: list[int]) -> int | None:
+        """The newest step ``>= step`` for which ``q`` of ``senders`` delivered a ``kind`` frame."""
+        ready = [st for (k, st), got in self.store.items()
+                 if k == kind and st >= step and sum(p in got for p in senders) >= q]
+        return max(ready, default=None)
+
     def collect(self, kind: int, step: int, q: int, senders: list[int], *, timeout: float,
                 what: str, strict: bool = True) -> dict[int, Received]:
         """Wait until ``q`` of ``senders`` delivered a valid ``kind`` frame for ``step`` and
         return those (``{sender: received}``, at most ``q``, first arrivals). ``strict=False``:
         after ``timeout`` (or once the live senders cannot complete ``q``) return whatever came
         instead of raising :class:`QuorumError`."""
+        return self._wait(kind, step, q, senders, timeout=timeout, what=what, strict=strict, newest=False)[1]
+
+    def collect_newest(self, kind: int, step: int, q: int, senders: list[int], *, timeout: float,
+                       what: str) -> tuple[int, dict[int, Received]]:
+        """As :meth:`collect`, but for the newest step ``>= step`` that ``q`` senders reached:
+        ``(that step, its first q frames)``. A party that fell behind (its peers went on with the
+        others' quorums, and its latest-only outboxes replaced the frames of the steps it missed)
+        joins its peers' step instead of waiting for frames that will never come. ``q`` frames
+        of one step include a correct sender's whenever ``q > f``, so Byzantine senders
+        announcing future steps alone move nobody."""
+        return self._wait(kind, step, q, senders, timeout=timeout, what=what, strict=True, newest=True)
+
+    def _wait(self, kind: int, step: int, q: int, senders: list[int], *, timeout: float, what: str,
+              strict: bool, newest: bool) -> tuple[int, dict[int, Received]]:
         t0 = time.monotonic()
         while True:
-            got = {p: r for p, r in self.have(kind, step).items() if p in senders}
+            at = self.newest_ready(kind, step, q, senders) if newest else None
+            got = {p: r for p, r in self.have(kind, step if at is None else at).items() if p in senders}
             if len(got) >= q:
                 first = list(got)[:q]
-                return {p: got[p] for p in first}
+                return (step if at is None else at), {p: got[p] for p in first}
             pending = [p for p in senders if p not in got and self.alive(p)]
-            if len(got) + len(pending) < q:
+            if len(got) + len(pending) < q and not (newest and self._reachable(kind, step, q, senders)):
                 if not strict:
-                    return got
+                    return step, got
                 raise QuorumError(
                     f"step {step}: {what}: {len(got)} received and {len(pending)} live sender(s) "
                     f"left cannot reach the quorum q={q} (lost: {sorted(self.lost)})")
             left = timeout - (time.monotonic() - t0)
             if left <= 0:
                 if not strict:
-                    return got
+                    return step, got
                 raise QuorumError(
                     f"step {step}: {what}: only {len(got)} of the quorum q={q} arrived within "
                     f"{timeout:g} s (waiting on {pending})")
             self.pump(min(0.25, left))
 
+    def _reachable(self, kind: int, step: int, q: int, senders: list[int]) -> bool:
+        """Can some step ``>= step`` still get ``q`` frames (those stored, plus the live senders
+        missing there)? A sender that finished and left may have delivered its last frames."""
+        live = {p for p in senders if self.alive(p)}
+        counts = [len(live) + sum(p in got and p not in live for p in senders)
+                  for (k, st), got in self.store.items() if k == kind and st >= step]
+        return max(counts, default=len(live)) >= q or len(live) >= q
+
     def collect_sync(self, kind: int, step: int, senders: list[int], f: int, *, first_timeout: float,
-                     rest: float, what: str) -> dict[int, Received]:
+                     rest: float, what: str, newest: bool = False) -> tuple[int, dict[int, Received]]:
         """Synchronous variant: the first ``len(senders) - f`` frames (they may take
         ``first_timeout``: the others are still on a previous step, a gather, start-up; else
-        :class:`QuorumError`), then the rest until ``rest`` seconds later. Whoever is still
-        silent is faulty for this step."""
+        :class:`QuorumError`), then the rest until ``rest`` seconds later; returns ``(step,
+        frames)``. Whoever is still silent is faulty for this step. ``newest``: as
+        :meth:`collect_newest`, the first phase may settle on a later step."""
         n = len(senders)
-        self.collect(kind, step, n - f, senders, timeout=first_timeout, what=what)
-        return self.collect(kind, step, n, senders, timeout=rest, what=what, strict=False)
+        if newest:
+            step = self.collect_newest(kind, step, n - f, senders, timeout=first_timeout, what=what)[0]
+        else:
+            self.collect(kind, step, n - f, senders, timeout=first_timeout, what=what)
+        return step, self.collect(kind, step, n, senders, timeout=rest, what=what, strict=False)
 
 
 class EventLog:

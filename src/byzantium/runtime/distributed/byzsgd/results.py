@@ -104,7 +104,8 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
     for src in [*summ_of.values(), *workers]:
         for k, v in src.get("frames_sent", {}).items():
             frames[k] = frames.get(k, 0) + v
-    done_steps = max((len(rows_of.get(s, [])) for s in correct), default=0)
+    # the last step + 1 (a server that fell behind and skipped steps has fewer rows)
+    done_steps = max((int(rows_of[s][-1]["step"]) + 1 for s in correct if rows_of.get(s)), default=0)
     first = max((v.get("first_step", 0) for v in summ_of.values()), default=0)  # a resume's step
     per_step = {k: v / max(1, done_steps - first) for k, v in sorted(frames.items())}
     q = cfg.attack.q if cfg.attack.name != "none" else 0
@@ -144,6 +145,8 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
         "wall_time_per_step": statistics.median(step_times) if step_times else None,
         "rejections": {str(s): v.get("rejections", {}) for s, v in sorted(summ_of.items())},
         "worker_filters": {str(w["worker"]): w.get("filter") for w in workers} if b.variant == "sync" else None,
+        "steps_skipped": {str(s): v.get("steps_skipped", 0) for s, v in sorted(summ_of.items())
+                          if v.get("steps_skipped")},
         "errors": errors,
         "accuracy_is": "mean over the correct servers that completed (min and max alongside)",
     }

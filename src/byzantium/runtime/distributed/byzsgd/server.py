@@ -16,6 +16,12 @@ Per step ``t`` (dstar_byzsgd.md §2.3; synchronous variant §2.7), on real messa
 3. **S5 (gather, DMC)** when ``(t + 1) mod T = 0``: send the model to every other server and take
    the CwMed of its own and the first ``q_ps - 1`` models received for ``t``.
 
+**A server that fell behind** (its process froze or starved while the workers went on with the
+other servers' models; the workers' latest-only outboxes then kept only their newest gradient for
+it) never gets the gradients of its step. Step 2 waits instead for the newest step ``t' >= t``
+that a quorum of workers reached and applies their gradients there (``skipped`` event,
+``steps_skipped`` in the summary); the next gather pulls its model back to the others'.
+
 **A Byzantine server** (the last ``f_ps`` when ``byzsgd.server_attack`` is set) runs the same
 computation to hold the model it would have if correct (the attack's ``reference``), and sends
 what the server attack makes of it, one row per recipient: here it knows only what it received
@@ -47,7 +53,7 @@ from ....training.pergrad import set_flat_params
 from ....training.results import MetricsWriter
 from ..common import process_fault
 from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
-from ..mesh import Mesh, init_mesh
+from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions
 from .checkpoint import load_server_state, save_server_state
 from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
@@ -77,6 +83,8 @@ class _Server:
         self.t = 0
         self.start = 0  # the first step of this process (> 0 after a resume)
         self.answering: int | None = None  # sync: the step whose REQUESTs get this model
+        self.skipped = 0  # steps this server jumped over because it fell behind
+        self.steps_run = self.gathers_run = 0
         # sync: the bounded delay (--deadline; else the eviction timeout)
         self.delta = opts.deadline if opts.deadline is not None else opts.evict_timeout
         self.events = EventLog(out / "events.jsonl", f"server {s}", say, fresh=not resumed)
@@ -124,9 +132,10 @@ class _Server:
         return [self.layout.worker_rank(j) for j in range(p.n_w) if (j + t) % p.n_ps == self.s]
 
     def step(self, t: int) -> dict[str, Any]:
+        """Run step ``t``, or a later one if the workers went on without this server (it fell
+        behind: :meth:`Inbox.collect_newest`); the returned row's ``step`` says which."""
         p, cl = self.p, self.cluster
         self.t = t
-        lr = float(cl.lr_fn(t))
         if self.byzantine:  # only the stale-replay behaviour reads it
             self.history.append(self.theta.clone())
         self.inbox.set_floor(MESSAGE, t)
@@ -137,18 +146,24 @@ class _Server:
             self.answering = t
             self.send_models(t, PARAMS, list(self.inbox.have(REQUEST, t)))
         tw = time.monotonic()
+        first = self.opts.connect_timeout if t == self.start else self.opts.evict_timeout
         if sync:
             # everyone's gradient, until 3 deadlines after the first (a worker may take 2 to push:
             # a timed-out pull, then a fallback pull); the first may take the start-up time
-            first = self.opts.connect_timeout if t == self.start else self.opts.evict_timeout
-            got = self.inbox.collect_sync(MESSAGE, t, self.layout.workers, p.f_w, first_timeout=first,
-                                          rest=3 * self.delta, what="gradients")
+            at, got = self.inbox.collect_sync(MESSAGE, t, self.layout.workers, p.f_w, first_timeout=first,
+                                              rest=3 * self.delta, what="gradients", newest=True)
         else:
-            timeout = self.opts.connect_timeout if t == self.start else self.opts.evict_timeout
-            got = self.inbox.collect(MESSAGE, t, p.quorum_w, self.layout.workers, timeout=timeout,
-                                     what="gradients")
+            at, got = self.inbox.collect_newest(MESSAGE, t, p.quorum_w, self.layout.workers, timeout=first,
+                                                what="gradients")
         waited = time.monotonic() - tw
         self.answering = None
+        if at > t:  # behind: the workers' gradients of step ``at`` update this server's model
+            self.events.write(t, "skipped", None, detail=f"behind: jumps from step {t} to {at}", echo=False)
+            self.skipped += at - t
+            t = self.t = at
+            self.inbox.set_floor(MESSAGE, t)
+            self.inbox.set_floor(REQUEST, t)
+        lr = float(cl.lr_fn(t))
         if sync and len(got) < p.n_w:
             self.events.write(t, "deadline", None, detail=f"{p.n_w - len(got)} gradient(s) missing",
                               echo=False)
@@ -162,6 +177,8 @@ class _Server:
         gathered = bool(cl.dmc and (t + 1) % cl.T == 0)
         if gathered:
             waited += self.gather(t)
+            self.gathers_run += 1
+        self.steps_run += 1
         return {"step": t, "lr": lr, "loss": sum(losses) / len(losses) if losses else None,
                 "received": len(got), "gathered": int(gathered), "wait_time": waited}
 
@@ -176,7 +193,7 @@ class _Server:
         tw = time.monotonic()
         if sync:  # the servers' steps end up to 3 deadlines apart (their gradient waits)
             got = self.inbox.collect_sync(GATHER, t, others, p.f_ps, first_timeout=self.opts.evict_timeout,
-                                          rest=3 * self.delta, what="gather models")
+                                          rest=3 * self.delta, what="gather models")[1]
         else:
             got = self.inbox.collect(GATHER, t, q, others, timeout=self.opts.evict_timeout,
                                      what="gather models")
@@ -219,13 +236,12 @@ def run_byzsgd_server(
         raise ValueError(f"byzsgd serve: a server's rank must lie in [0, n_ps={b.n_ps}), got {rank}")
     out = Path(run_dir) / "servers" / f"ps{rank}"
     out.mkdir(parents=True, exist_ok=True)
-    groups = init_mesh(rank, world_size, pairs(layout), connect_timeout=opts.connect_timeout,
-                       gloo_timeout=opts.gloo_timeout)
+    dataset, cluster = build_deployment(cfg)  # before joining: the others wait in the barrier
+    mesh = open_mesh(rank, world_size, pairs(layout), slots=cluster.d, connect_timeout=opts.connect_timeout,
+                     gloo_timeout=opts.gloo_timeout)
     if rank == 0:
         say(f"server 0: {b.n_ps} servers and {cfg.workers} workers joined; ByzSGD {b.variant}, "
             f"run directory {run_dir}")
-    dataset, cluster = build_deployment(cfg)
-    mesh = Mesh(rank, groups, slots=cluster.d)
     srv = _Server(rank, cfg, cluster, dataset, mesh, max(64, 4 * cluster.T), opts, session, out, say,
                   resumed=bool(resume_step))
     metrics = MetricsWriter(out / "metrics.csv", SERVER_FIELDS)
@@ -260,12 +276,13 @@ def run_byzsgd_server(
     t = start
     t_run = time.perf_counter()
     try:
-        for t in range(start, steps):
-            fault = faults.get(t)
-            process_fault(fault, f"server {rank}", t, say)
+        while t < steps:
+            for at in sorted(st for st in faults if st <= t):  # also those of steps jumped over
+                process_fault(faults.pop(at), f"server {rank}", at, say)
             t0 = time.perf_counter()
             srv.inbox.echo_lost = t + 1 < steps
             row = srv.step(t)
+            t = row["step"]
             wall += time.perf_counter() - t0
             row["wall_time"] = wall
             if (t + 1) % cfg.training.eval_every == 0 or t + 1 == steps:
@@ -286,7 +303,7 @@ def run_byzsgd_server(
                 acc = row.get("test_accuracy")
                 say(f"step {t + 1}/{steps}  loss {_fmt(row['loss'])}  acc {_fmt(acc)}  "
                     f"received {row['received']}/{cfg.workers}  {rate:.2f} steps/s")
-        t = steps
+            t += 1
     except QuorumError as e:
         error = str(e)
         srv.events.write(t, "stopped", None, detail=error)
@@ -296,6 +313,7 @@ def run_byzsgd_server(
     sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
     summary = {
         "server": rank, "byzantine": srv.byzantine, "first_step": start, "steps_completed": t, "completed": error is None,
+        "steps_run": srv.steps_run, "steps_skipped": srv.skipped, "gathers_run": srv.gathers_run,
         "error": error, "frames_sent": sent, "frames_replaced": mesh.replaced, "frames_undelivered": mesh.undelivered,
         "rejections": dict(sorted(srv.inbox.rejections.items())),
         "lost": {str(k): v for k, v in sorted(srv.inbox.lost.items())}, "gather_period": cluster.T,

@@ -48,7 +48,7 @@ from ....seeding import generator
 from ....training.pergrad import per_file_gradients, set_flat_params
 from ..common import process_fault
 from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
-from ..mesh import Mesh, init_mesh
+from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions
 from ..worker import faulty_frame
 from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
@@ -96,24 +96,8 @@ class _Worker:
 
     def newest_quorum(self, start: int, first: bool) -> tuple[int, dict[int, Received]]:
         """Asynchronous pull: the newest step ``>= start`` with ``q_ps`` models, and those."""
-        q, servers = self.p.quorum_ps, self.layout.servers
-        t0 = time.monotonic()
-        while True:
-            ready = [st for (k, st), got in self.inbox.store.items()
-                     if k == PARAMS and st >= start and len(got) >= q]
-            if ready:
-                t = max(ready)
-                got = self.inbox.have(PARAMS, t)
-                return t, {s: got[s] for s in list(got)[:q]}
-            live = [s for s in servers if self.inbox.alive(s)]
-            if len(live) < q:
-                raise QuorumError(f"worker {self.j}: {len(live)} live server(s) cannot give the "
-                                  f"quorum q_ps={q} (lost: {sorted(self.inbox.lost)})")
-            left = self._timeout(first) - (time.monotonic() - t0)
-            if left <= 0:
-                raise QuorumError(f"worker {self.j}: no quorum of q_ps={q} models for a step >= {start} "
-                                  f"within {self._timeout(first):g} s")
-            self.inbox.pump(min(0.25, left))
+        return self.inbox.collect_newest(PARAMS, start, self.p.quorum_ps, self.layout.servers,
+                                         timeout=self._timeout(first), what="models")
 
     def full_pull_sync(self, t: int, first: bool, request: bool) -> dict[int, Received]:
         """Synchronous full pull of step ``t``: every server's model until the deadline (the
@@ -130,7 +114,7 @@ class _Worker:
         # n_ps - f_ps models come when the servers reach t (start-up, a gather, slow workers
         # may delay that), the rest within one deadline
         return self.inbox.collect_sync(PARAMS, t, servers, self.p.f_ps, first_timeout=self._timeout(first),
-                                       rest=self.delta, what="models")
+                                       rest=self.delta, what="models")[1]
 
     # ------------------------------------------------------------------ gradients
     def gradients(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
@@ -262,10 +246,9 @@ def run_byzsgd_worker(
     if "short" in faults.values():
         raise ValueError("byzsgd work: fault 'short' is not supported by the ByzSGD runtime (its mesh only "
                          "sends whole frames); the other frame faults are")
-    groups = init_mesh(rank, world_size, pairs(layout), connect_timeout=opts.connect_timeout,
-                       gloo_timeout=opts.gloo_timeout)
-    dataset, cluster = build_deployment(cfg)
-    mesh = Mesh(rank, groups, slots=cluster.d)
+    dataset, cluster = build_deployment(cfg)  # before joining: the others wait in the barrier
+    mesh = open_mesh(rank, world_size, pairs(layout), slots=cluster.d, connect_timeout=opts.connect_timeout,
+                     gloo_timeout=opts.gloo_timeout)
     events = EventLog(None if run_dir is None else Path(run_dir) / "workers" / f"w{j}.events.jsonl",
                       f"worker {j}", say, fresh=start_step == 0)
     wk = _Worker(j, rank, cfg, cluster, mesh, opts, session, events)
