@@ -330,3 +330,29 @@ def test_large_mols_values_and_the_set_really_corrupts_them(l: int, r: int, q: i
     won = [i for i, ws in enumerate(a.workers_of)
            if sum(w in res.workers for w in ws) >= (r + 1) // 2]
     assert tuple(won) == res.files and len(won) == c
+
+
+def test_a_crash_inside_highs_is_an_error_not_a_dead_interpreter() -> None:
+    """HiGHS runs in a child process: a child that dies becomes ``SolverCrashed`` (here a child
+    fed a malformed program exits with a traceback), and the next call starts a fresh child."""
+    from byzantium.assignments import _milp_process as mp
+
+    with pytest.raises(mp.SolverCrashed, match="exit code 1"):
+        mp.solve(np.ones(3), np.ones(3), 0.0, 1.0, np.ones((2, 5)), np.zeros(2), np.ones(2), {})
+    a = mols(5, 3)
+    assert worst_case(a, 4, method="milp").c_max == C_MAX_15[3]
+    mp._child.proc.kill()  # a crash between two solves: the next one restarts the child
+    mp._child.proc.wait()
+    assert worst_case(a, 4, method="milp").c_max == C_MAX_15[3]
+
+
+def test_milp_on_a_program_that_crashes_highs_raises_or_agrees_with_bnb() -> None:
+    """mols(8, 5) at q = 3 kills HiGHS with SIGSEGV under scipy 1.17: worst_case must raise a clear
+    RuntimeError naming the way out; a scipy whose HiGHS solves it must agree with the B&B."""
+    a = mols(8, 5)
+    try:
+        res = worst_case(a, 3, method="milp", time_limit=30)
+    except RuntimeError as e:
+        assert "HiGHS solver process died" in str(e) and "method='bnb'" in str(e)
+    else:
+        assert res.c_max <= worst_case(a, 3).c_max and (not res.exact or res.c_max == worst_case(a, 3).c_max)

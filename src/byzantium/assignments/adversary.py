@@ -2,7 +2,8 @@
 
 Byzantine workers collude: every Byzantine copy of a file carries the same vector, so they win a
 file's majority vote as soon as they hold ``r' = (r + 1) // 2`` of its ``r`` copies (for even ``r``
-ties count as lost, as in the authors' ``simulations.py``). For a Byzantine set ``S``,
+a tie of ``r / 2`` Byzantine copies counts as corrupted: the honest copies lose ties, as in the
+authors' ``simulations.py``). For a Byzantine set ``S``,
 ``c(S)`` = number of such files; the adversary maximises it over ``|S| = q``:
 ``c_max(q) = max_{|S| = q} c(S)`` and ``epsilon = c_max / num_files`` (fraction of corrupted
 voted gradients).
@@ -156,8 +157,9 @@ def _milp(a: Assignment, q: int, time_limit: float | None) -> tuple[tuple[int, .
     given assignment and scipy/HiGHS version, but not necessarily the lexicographically smallest
     maximiser.
     """
-    from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_matrix
+
+    from ._milp_process import SolverCrashed, solve
 
     K, F, r, rp = a.K, a.num_files, a.r, a.r_majority
     rows, cols, vals = [], [], []
@@ -178,15 +180,19 @@ def _milp(a: Assignment, q: int, time_limit: float | None) -> tuple[tuple[int, .
     options = {"disp": False}
     if time_limit is not None:
         options["time_limit"] = float(time_limit)
-    res = milp(c, integrality=np.ones(K + F), bounds=Bounds(0, 1),
-               constraints=LinearConstraint(M, lb, ub), options=options)
-    if res.x is None:
-        raise RuntimeError(f"worst_case: the integer program failed ({res.message})")
-    x = np.round(res.x[:K]).astype(int)
+    try:
+        res = solve(c, np.ones(K + F), 0.0, 1.0, M, lb, ub, options)
+    except SolverCrashed as e:
+        raise RuntimeError(
+            f"worst_case(method='milp'): {e} (K={K}, q={q}); HiGHS has known crashes of this kind. "
+            "method='bnb' (or the default 'auto') gives the exact result without it") from None
+    if res["x"] is None:
+        raise RuntimeError(f"worst_case: the integer program failed ({res['message']})")
+    x = np.round(res["x"][:K]).astype(int)
     S = tuple(int(w) for w in np.flatnonzero(x))
     if len(S) != q:  # cannot happen for a feasible solution; guard against solver tolerance
         raise RuntimeError(f"worst_case: integer program returned {len(S)} workers, expected {q}")
-    exact = res.status == 0
+    exact = res["status"] == 0
     return S, len(corrupted_files(a, S)), exact
 
 
@@ -210,7 +216,9 @@ def worst_case(
       nothing beats it (deterministic).
     * ``"milp"``: 0/1 integer program solved by HiGHS (:func:`_milp`); kept as an independent
       cross-check. ``time_limit`` (seconds) applies to it only; if it fires the result has
-      ``exact=False``.
+      ``exact=False``. HiGHS runs in a child process (:mod:`._milp_process`): where it crashes
+      (scipy 1.17 on mols(8, 5), mols(9, 4), mols(9, 5)) this raises ``RuntimeError`` instead
+      of killing the interpreter.
     * ``"auto"`` (default): exhaustive when ``C(K, q) <= max_subsets``, else branch and bound.
     """
     q = _check_q("worst_case", a, q)

@@ -166,8 +166,9 @@ class Assignment:
     # ------------------------------------------------------------------ views
     @property
     def r_majority(self) -> int:
-        """``r' = (r + 1) // 2``: copies a value needs to win a file's vote (ties lost for even
-        ``r``, as in the authors' simulations)."""
+        """``r' = (r + 1) // 2``: copies a value needs to win a file's vote. For even ``r`` that
+        is ``r / 2``: a tie counts as corrupted (the honest copies lose it), as in the authors'
+        simulations."""
         return (self.r + 1) // 2
 
     @property
