@@ -49,6 +49,7 @@ from byzantium.assignments import (  # noqa: E402
     worst_case,
 )
 from byzantium.decoding import vote_messages  # noqa: E402
+from byzantium.schemes import VoteScheme  # noqa: E402
 
 
 def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
@@ -103,6 +104,15 @@ def bench_vote(d: int, reps: int) -> None:
                          "median": lambda x=stack: med(x)}, reps)
         print(f"{name:44s} {t['vote'] * 1e3:8.1f} {t['buf'] * 1e3:9.1f} {t['median'] * 1e3:10.1f} "
               f"{t['median'] / t['vote']:11.1f}x {t['median'] / t['buf']:6.1f}x")
+    # the whole server step of a real ByzShield server (case a): the vote into the scheme's kept
+    # buffer, then the median over the 25 voted files, against the median of all 75 messages
+    sch = VoteScheme("byzshield", a, q=3, aggregator="median")
+    rec = torch.ones(a.K, dtype=torch.bool)
+    t = interleaved({"server": lambda: sch.server_aggregate(honest, rec, step=0),
+                     "median": lambda x=honest.reshape(-1, d): med(x)}, reps)
+    print(f"ByzShield server step (VoteScheme.server_aggregate: vote + median of 25 files), case (a): "
+          f"{t['server'] * 1e3:.1f} ms; median of the 75 messages {t['median'] * 1e3:.1f} ms "
+          f"({t['median'] / t['server']:.1f}x)")
 
 
 def bench_cyclic(d: int, reps: int) -> None:

@@ -141,3 +141,19 @@ def test_check_live(data) -> None:
     assert "q=1" in cyc_q.check_live(alive(4))
     ds = build_cluster(tiny_cfg(scheme={"name": "dstar", "k": 5}), data)[2].scheme
     assert ds.check_live(alive(0)) is None and "k=5" in ds.check_live(alive(0, 1))
+
+
+def test_the_server_vote_buffer_never_leaks_into_a_returned_gradient(data) -> None:
+    """The vote's output buffer is reused across steps; a rule that returns a view of one of its
+    input rows (a user's rule, or Krum written with basic indexing) must still get a gradient
+    that later steps do not overwrite."""
+    cfg = tiny_cfg(workers=9, scheme={"name": "byzshield", "assignment": "ramanujan", "m": 3, "s": 3,
+                                      "aggregator": "krum"})
+    _, _, cluster = build_cluster(cfg, data)
+    cluster.scheme.aggregator = lambda X: X[0]  # a view into the buffer
+    view = simulated_view(cluster, 0)
+    messages = _messages(cluster, view)
+    g0, _ = _server(cluster, view, messages)
+    kept = g0.clone()
+    g1, _ = _server(cluster, view, messages * 3.0)
+    assert torch.equal(g0, kept) and torch.equal(g1, 3.0 * kept)
