@@ -14,6 +14,7 @@ scipy, never this package.
 
 from __future__ import annotations
 
+import atexit
 import pickle
 import signal
 import struct
@@ -61,10 +62,29 @@ class _Child:
         if self.alive():
             self.proc.kill()
         self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def shut(self) -> None:
+        """At exit: end of input makes the child return; kill it if it does not."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.close()
 
 
 _lock = threading.Lock()
 _child: _Child | None = None
+
+
+@atexit.register
+def _shut_child() -> None:
+    if _child is not None:
+        _child.shut()
 
 
 def solve(c: Any, integrality: Any, lb_x: Any, ub_x: Any, A: Any, lb: Any, ub: Any,
@@ -73,7 +93,10 @@ def solve(c: Any, integrality: Any, lb_x: Any, ub_x: Any, A: Any, lb: Any, ub: A
     child process; returns ``{"x", "status", "message"}`` (``x`` None when no solution)."""
     global _child
     with _lock:
-        if _child is None or not _child.alive():
+        if _child is not None and not _child.alive():  # died between two solves
+            _child.close()
+            _child = None
+        if _child is None:
             _child = _Child()
         child = _child
         try:
@@ -81,10 +104,12 @@ def solve(c: Any, integrality: Any, lb_x: Any, ub_x: Any, A: Any, lb: Any, ub: A
             _write(child.proc.stdin, (c, integrality, lb_x, ub_x, A, lb, ub, options))
             return _read(child.proc.stdout)
         except (EOFError, BrokenPipeError, OSError):
-            child.close()
             _child = None
-            rc = child.proc.returncode
+            if child.alive():
+                child.proc.kill()
+            rc = child.proc.wait()
             err = child.proc.stderr.read().decode(errors="replace").strip() if child.proc.stderr else ""
+            child.close()
             how = (f"signal {signal.Signals(-rc).name}" if rc is not None and rc < 0
                    else f"exit code {rc}")
             raise SolverCrashed(
