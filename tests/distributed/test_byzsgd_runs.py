@@ -129,8 +129,9 @@ def test_a_server_that_froze_catches_up(zygote, tmp_path) -> None:
     """Server 2's whole process stops for 2 s at step 3 (receivers included): the others go on
     with q_ps = 4 models, the workers' outboxes to it keep only their newest gradient, and when
     it wakes it joins the workers' newest step instead of waiting forever for step 3's. Then
-    server 1 crashes: the run needs server 2 again and still finishes."""
-    faults = (parse_fault("ps2:freeze@3"), parse_fault("ps1:kill@12"))
+    server 1 crashes: the run needs server 2 again and still finishes. Worker 3 freezes at step
+    20 and rejoins the same way."""
+    faults = (parse_fault("ps2:freeze@3"), parse_fault("ps1:kill@12"), parse_fault("3:freeze@20"))
     opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, faults=faults)
     cfg = byz_cfg(steps=60)
     summary = launch(cfg, tmp_path / "d", opts=opts, zygote=zygote, timeout=150)
@@ -142,6 +143,10 @@ def test_a_server_that_froze_catches_up(zygote, tmp_path) -> None:
     events = [json.loads(x) for x in (tmp_path / "d" / "servers" / "ps2" / "events.jsonl").read_text().splitlines()]
     assert any(e["event"] == "skipped" for e in events)
     assert summary["final_test_accuracy"] > 0.6 and summary["max_drift"] < 1.0
+    # worker 3 froze at step 20: the servers went on with q_w = 5 of the 6 others; it rejoined later
+    w3 = json.loads((tmp_path / "d" / "workers" / "w3.json").read_text())
+    assert w3["filter"]["skipped_steps"] > 0 and w3["error"] is None and w3["last_step"] == 59
+    assert summary["worker_steps_skipped"] == {"3": w3["filter"]["skipped_steps"]}
 
 
 def test_too_many_dead_servers_is_a_clear_error(zygote, tmp_path) -> None:

@@ -131,3 +131,21 @@ def test_wait_all_deadline_goes_on_without_the_slow_worker(jobs, tmp_path) -> No
     assert [e["step"] for e in deadlines] == list(range(6))
     assert all("[3]" in e["detail"] for e in deadlines)
     assert time.monotonic() - t0 < 30
+
+
+def test_a_frozen_worker_is_waited_for_then_counted(jobs, tmp_path) -> None:
+    """Worker 2's process freezes for 2 s at step 2 (SIGSTOP, resumed by a child): wait-for-all
+    with a 30 s eviction timeout waits for it, so every step counts all four messages and step 2
+    takes the freeze's time (the simulated clock adds the measured wait)."""
+    cfg = tiny_cfg(workers=4, steps=5, scheme={"name": "robust", "aggregator": "median"})
+    opts = RuntimeOptions(evict_timeout=30.0, progress_every=0, faults=(parse_fault("2:freeze@2"),))
+    run = tmp_path / "run"
+    job = jobs(cfg, run, opts=opts)
+    assert job.wait(timeout=90) == 0
+    assert all(c == 0 for c in job.returncodes().values())
+    s = json.loads((run / "summary.json").read_text())
+    assert s["completed"] and s["dead_or_evicted"] == {} and s["rejections"] == {}
+    rows = read_metrics(run / "metrics.csv")
+    assert [r["received"] for r in rows] == [4] * 5
+    waits = [b["sim_time"] - a["sim_time"] for a, b in zip([{"sim_time": 0.0}, *rows], rows)]
+    assert waits[2] >= 1.5 and max(waits[1:2] + waits[3:]) < 1.5  # step 0 may include start-up

@@ -32,6 +32,8 @@ EXIT_INSUFFICIENT = 3
 
 
 def _runtime_flags(p: argparse.ArgumentParser) -> None:
+    from .options import FAULT_KINDS, SERVER_FAULT_KINDS
+
     g = p.add_argument_group("runtime")
     g.add_argument("--evict-timeout", type=float, default=30.0, metavar="S",
                    help="evict a worker that leaves a request unanswered this long (default 30)")
@@ -49,7 +51,9 @@ def _runtime_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch threads per rank (0: torch's default; default 1)")
     g.add_argument("--fault", action="append", default=[], metavar="W:KIND@STEPS",
-                   help="fault injection, e.g. 2:nan@1,3 or 4:kill@5 (repeatable)")
+                   help="fault injection, e.g. 2:nan@1,3, 4:kill@5, 1:freeze@3 or, for a ByzSGD "
+                        "server, ps2:freeze@10 (repeatable; kinds: " + ", ".join(FAULT_KINDS) + "; servers: "
+                        + ", ".join(SERVER_FAULT_KINDS) + ")")
     g.add_argument("--session", type=int, default=None,
                    help="session number stamped into every frame (same on every rank)")
 

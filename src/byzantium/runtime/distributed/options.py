@@ -19,6 +19,7 @@ FAULT_KINDS = (
     "garbage",  # huge finite values (passes validation; the scheme must cope)
     "kill",     # SIGKILL itself before computing the step
     "stop",     # SIGSTOP itself before computing the step (hangs until killed)
+    "freeze",   # SIGSTOP itself for FREEZE_SECONDS, then go on (a machine that froze)
 )
 
 

@@ -136,13 +136,13 @@ def run_worker(
             delay = float(step_delays(cluster, step)[w]) * opts.time_scale
             if delay > 0:
                 time.sleep(delay)
-        if fault is None or fault == "short":
+        if fault in (None, "short", "freeze"):
             out = encode_frame(MESSAGE, step, rank, to_wire(msg), capacity=geo.message_slots,
                                session=session, aux=loss)
         else:
             out = faulty_frame(fault, msg, step=step, rank=rank, slots=geo.message_slots,
                                session=session, aux=loss)
-        if fault is not None:
+        if fault not in (None, "freeze"):
             log(f"worker {w}: fault injection: {fault} frame at step {step}")
         if fault == "short":
             chan.send_truncated(out, out.numel() // 2)

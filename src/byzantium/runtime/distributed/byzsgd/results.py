@@ -147,6 +147,8 @@ def merge_run(cfg: Any, run_dir: Path, *, label: str | None = None) -> dict[str,
         "worker_filters": {str(w["worker"]): w.get("filter") for w in workers} if b.variant == "sync" else None,
         "steps_skipped": {str(s): v.get("steps_skipped", 0) for s, v in sorted(summ_of.items())
                           if v.get("steps_skipped")},
+        "worker_steps_skipped": {str(w["worker"]): w["filter"]["skipped_steps"] for w in workers
+                                 if (w.get("filter") or {}).get("skipped_steps")},
         "errors": errors,
         "accuracy_is": "mean over the correct servers that completed (min and max alongside)",
     }

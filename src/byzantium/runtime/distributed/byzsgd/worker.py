@@ -163,7 +163,12 @@ class _Worker:
         p, cl = self.p, self.cluster
         sync = p.variant == "sync"
         if not sync:
+            t0 = t
             t, got = self.newest_quorum(t, first)
+            if t > t0:  # the servers went on without this worker (it froze, or starved)
+                self.events.write(t0, "skipped", None, detail=f"behind: jumps from step {t0} to {t}",
+                                  echo=False)
+                self.filter["skipped_steps"] += t - t0
             theta = self._combine(got)
             grads, loss = self.gradients(theta, t)
             return t, self.messages(grads, t), loss
@@ -262,7 +267,7 @@ def run_byzsgd_worker(
             t, msgs, loss = wk.step(t, first=done == 0)
             fault = faults.get(t)
             for s, m in enumerate(msgs):
-                if fault is None or fault in ("kill", "stop"):
+                if fault is None or fault in ("kill", "stop", "freeze"):
                     fr = encode_frame(MESSAGE, t, rank, m.to(torch.float32), capacity=cluster.d,
                                       session=session, aux=loss)
                 else:
