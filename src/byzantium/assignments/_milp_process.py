@@ -20,6 +20,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,16 @@ def _write(stream: Any, obj: Any) -> None:
 
 class _Child:
     def __init__(self) -> None:
+        # stderr goes to a file, not a pipe: nobody reads it while the child lives, and a full
+        # pipe would block the child; it is read back after a crash
+        self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve())], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=self.err)
+
+    def stderr_tail(self) -> str:
+        self.err.seek(0)
+        text = self.err.read().decode(errors="replace").strip()
+        return text.splitlines()[-1] if text else ""
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -62,7 +71,7 @@ class _Child:
         if self.alive():
             self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.err):
             if stream is not None:
                 stream.close()
 
@@ -108,13 +117,17 @@ def solve(c: Any, integrality: Any, lb_x: Any, ub_x: Any, A: Any, lb: Any, ub: A
             if child.alive():
                 child.proc.kill()
             rc = child.proc.wait()
-            err = child.proc.stderr.read().decode(errors="replace").strip() if child.proc.stderr else ""
+            err = child.stderr_tail()
             child.close()
             how = (f"signal {signal.Signals(-rc).name}" if rc is not None and rc < 0
                    else f"exit code {rc}")
             raise SolverCrashed(
                 f"the HiGHS solver process died ({how}) on this integer program"
-                + (f": {err.splitlines()[-1]}" if err else "")) from None
+                + (f": {err}" if err else "")) from None
+        except BaseException:  # interrupted mid-exchange: the child's state is unknown, drop it
+            _child = None
+            child.close()
+            raise
 
 
 def _serve() -> None:
