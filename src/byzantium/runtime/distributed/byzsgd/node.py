@@ -187,8 +187,9 @@ class Inbox:
 
     def newest_ready(self, kind: int, step: int, q: int, senders: list[int]) -> int | None:
         """The newest step ``>= step`` for which ``q`` of ``senders`` delivered a ``kind`` frame."""
+        want = set(senders)
         ready = [st for (k, st), got in self.store.items()
-                 if k == kind and st >= step and sum(p in got for p in senders) >= q]
+                 if k == kind and st >= step and len(got.keys() & want) >= q]
         return max(ready, default=None)
 
     def collect(self, kind: int, step: int, q: int, senders: list[int], *, timeout: float,
