@@ -180,6 +180,18 @@ def test_sync_variant_filters_the_byzantine_server(zygote, data, tmp_path) -> No
     assert summary["final_test_accuracy"] == pytest.approx(sim["final_test_accuracy"], abs=0.05)
 
 
+def test_sync_waits_follow_the_bounded_delay() -> None:
+    """Without --deadline the synchronous variant assumes Δ = 1 s (the eviction timeout, 30 s, made
+    every silent pull a 30 s wait, and servers gave up on workers still in their fallback); the
+    wait for the first n - f messages always covers the 3 Δ by which correct parties drift apart."""
+    from byzantium.runtime.distributed.options import SYNC_DEFAULT_DEADLINE
+
+    assert RuntimeOptions().sync_delta() == SYNC_DEFAULT_DEADLINE == 1.0
+    assert RuntimeOptions(evict_timeout=30.0).sync_patience() == 33.0
+    slow = RuntimeOptions(evict_timeout=30.0, deadline=20.0)
+    assert slow.sync_delta() == 20.0 and slow.sync_patience() == 90.0 > 3 * 20.0
+
+
 def test_sync_variant_survives_a_silent_server(zygote, tmp_path) -> None:
     """A silent Byzantine server under the synchronous variant: the workers it should serve time
     out after the deadline and fall back to the other servers; gathers go on without it."""

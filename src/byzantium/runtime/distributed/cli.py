@@ -38,7 +38,8 @@ def _runtime_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--evict-timeout", type=float, default=30.0, metavar="S",
                    help="evict a worker that leaves a request unanswered this long (default 30)")
     g.add_argument("--deadline", type=float, default=None, metavar="S",
-                   help="wait_all: go on without the missing messages after S seconds")
+                   help="wait_all: go on without the missing messages after S seconds; ByzSGD sync: "
+                        "the bounded message delay (default 1)")
     g.add_argument("--time-scale", type=float, default=0.01, metavar="X",
                    help="real seconds slept per simulated second of straggler delay (default 0.01)")
     g.add_argument("--connect-timeout", type=float, default=120.0, metavar="S",

@@ -34,6 +34,11 @@ and then goes on: a machine that froze, its peers' frames to it replaced in thei
 
 FREEZE_SECONDS = 2.0
 
+SYNC_DEFAULT_DEADLINE = 1.0
+"""Synchronous ByzSGD's bounded delay Δ (seconds) when ``--deadline`` is not given: ample for one
+machine or a LAN (a step's messages take milliseconds there); set ``--deadline`` for slower
+links."""
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -85,6 +90,8 @@ class RuntimeOptions:
     evicts it (it must exceed a worker's compute time plus its straggler sleep).
     ``deadline``: with ``wait_all``, the most seconds the server waits for a step's messages before
     going on without the missing ones (None: until every live worker answered or was evicted).
+    Synchronous ByzSGD: the bounded message delay Δ the variant assumes (None:
+    ``SYNC_DEFAULT_DEADLINE``), see :meth:`sync_delta`.
     ``time_scale``: real seconds slept per simulated second of the straggler model (workers sleep
     ``time_scale * tau_w`` after computing; nothing is slept with ``stragglers.model: none``).
     ``connect_timeout``: rendezvous timeout; ``gloo_timeout``: gloo's own timeout on every pair
@@ -131,6 +138,18 @@ class RuntimeOptions:
                 for s in f.steps:
                     plan[s] = f.kind
         return plan
+
+    def sync_delta(self) -> float:
+        """Synchronous ByzSGD's Δ: ``deadline``, else ``SYNC_DEFAULT_DEADLINE``. A correct node that
+        misses it only counts as silent for that step (MDA keeps its ``f``), so a short Δ costs
+        messages, never safety; a long one costs time whenever a server is silent."""
+        return self.deadline if self.deadline is not None else SYNC_DEFAULT_DEADLINE
+
+    def sync_patience(self) -> float:
+        """How long a synchronous ByzSGD party waits for the first ``n - f`` messages of a step:
+        the eviction timeout on top of the ``3 Δ`` by which correct parties' steps may drift
+        apart (a worker may spend one Δ on a silent server and one on its fallback)."""
+        return self.evict_timeout + 3 * self.sync_delta()
 
     def to_args(self) -> list[str]:
         """The command-line flags that reproduce these options (for the launcher)."""

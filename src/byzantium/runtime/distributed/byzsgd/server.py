@@ -85,8 +85,8 @@ class _Server:
         self.answering: int | None = None  # sync: the step whose REQUESTs get this model
         self.skipped = 0  # steps this server jumped over because it fell behind
         self.steps_run = self.gathers_run = 0
-        # sync: the bounded delay (--deadline; else the eviction timeout)
-        self.delta = opts.deadline if opts.deadline is not None else opts.evict_timeout
+        # sync: the bounded delay Δ (--deadline, else the default) and the wait for n - f messages
+        self.delta, self.patience = opts.sync_delta(), opts.sync_patience()
         self.events = EventLog(out / "events.jsonl", f"server {s}", say, fresh=not resumed)
         self.inbox = Inbox(mesh, session=session, slots=cluster.d, kinds_from=self._kinds_from,
                            window=window, events=self.events, on_frame=self._on_frame)
@@ -146,7 +146,8 @@ class _Server:
             self.answering = t
             self.send_models(t, PARAMS, list(self.inbox.have(REQUEST, t)))
         tw = time.monotonic()
-        first = self.opts.connect_timeout if t == self.start else self.opts.evict_timeout
+        first = (self.opts.connect_timeout if t == self.start
+                 else self.patience if sync else self.opts.evict_timeout)
         if sync:
             # everyone's gradient, until 3 deadlines after the first (a worker may take 2 to push:
             # a timed-out pull, then a fallback pull); the first may take the start-up time
@@ -192,7 +193,7 @@ class _Server:
         q = p.quorum_ps - 1
         tw = time.monotonic()
         if sync:  # the servers' steps end up to 3 deadlines apart (their gradient waits)
-            got = self.inbox.collect_sync(GATHER, t, others, p.f_ps, first_timeout=self.opts.evict_timeout,
+            got = self.inbox.collect_sync(GATHER, t, others, p.f_ps, first_timeout=self.patience,
                                           rest=3 * self.delta, what="gather models")[1]
         else:
             got = self.inbox.collect(GATHER, t, q, others, timeout=self.opts.evict_timeout,

@@ -86,13 +86,16 @@ class _Worker:
         return combine_models(stack, f)
 
     def _timeout(self, first: bool) -> float:
-        """How long the first message of a step may take (the start-up for the first step)."""
-        return self.opts.connect_timeout if first else self.opts.evict_timeout
+        """How long the first message of a step may take (the start-up for the first step; the
+        synchronous variant adds the 3 Δ its parties may drift apart)."""
+        if first:
+            return self.opts.connect_timeout
+        return self.opts.sync_patience() if self.p.variant == "sync" else self.opts.evict_timeout
 
     @property
     def delta(self) -> float:
-        """The synchronous variant's bounded delay: ``--deadline``, else the eviction timeout."""
-        return self.opts.deadline if self.opts.deadline is not None else self.opts.evict_timeout
+        """The synchronous variant's bounded delay Δ: ``--deadline``, else the default."""
+        return self.opts.sync_delta()
 
     def newest_quorum(self, start: int, first: bool) -> tuple[int, dict[int, Received]]:
         """Asynchronous pull: the newest step ``>= start`` with ``q_ps`` models, and those."""
