@@ -13,7 +13,9 @@ buffered up to ``window`` steps ahead (further: ``step``), and at most ``per_sen
 sender (its oldest is dropped first), so a Byzantine peer flooding future steps costs bounded
 memory; a party proceeds as soon as ``q``
 distinct senders have answered, and raises :class:`QuorumError` when the senders still alive
-cannot complete the quorum, or none came within the timeout.
+cannot complete the quorum, or none came within the timeout. A party that fell behind
+(:meth:`Inbox.collect_newest`) takes the newest step a quorum of its senders reached: its peers'
+latest-only outboxes replaced the frames of the steps it missed.
 """
 
 from __future__ import annotations
