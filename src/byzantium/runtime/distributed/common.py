@@ -108,3 +108,17 @@ def process_fault(fault: str | None, who: str, step: int, say: Any) -> None:
             subprocess.Popen(["/bin/sh", "-c", f"sleep {FREEZE_SECONDS}; kill -CONT {os.getpid()}"],
                              start_new_session=True)
         os.kill(os.getpid(), sig)
+
+
+def progress_line(step: int, steps: int, start: int, t_run: float, loss: float | None,
+                  acc: float | None, received: int, of: int) -> str:
+    """The server's progress line after ``step`` (0-based; ``start``: first step of this process,
+    ``t_run``: its ``time.perf_counter()`` then)."""
+    import time
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    rate = (step + 1 - start) / max(1e-9, time.perf_counter() - t_run)
+    return (f"step {step + 1}/{steps}  loss {fmt(loss)}  acc {fmt(acc)}  received {received}/{of}  "
+            f"{rate:.2f} steps/s")

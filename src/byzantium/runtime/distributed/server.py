@@ -43,7 +43,7 @@ from ...training.checkpoint import restore_training_state, save_training_state
 from ...training.loop import assign_flat_grad, make_optimizer, summarize_run
 from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_run_config, write_summary
 from ..stragglers import FirstK
-from .common import build_cluster, geometry
+from .common import build_cluster, geometry, progress_line
 from .frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame
 from .options import RuntimeOptions
 from .transport import Lost, Reply, ServerTransport, init_world
@@ -300,10 +300,8 @@ def run_server(
                 checkpoint(step + 1)
             pe = opts.progress_every
             if pe and ((step + 1) % pe == 0 or step + 1 == steps):
-                rate = (step + 1 - start) / max(1e-9, time.perf_counter() - t_run)
-                acc = row.get("test_accuracy")
-                say(f"step {step + 1}/{steps}  loss {_fmt(row['loss'])}  acc {_fmt(acc)}  "
-                    f"received {info.received}/{K}  {rate:.2f} steps/s")
+                say(progress_line(step, steps, start, t_run, row["loss"], row.get("test_accuracy"),
+                                  info.received, K))
             step += 1
     except InsufficientWorkersError as e:
         error = str(e)
@@ -335,7 +333,3 @@ def run_server(
     say(f"server: done, {len(rows)} steps; results in {run_dir}")
     summary["model"] = model
     return summary
-
-
-def _fmt(v: Any) -> str:
-    return "-" if v is None else f"{v:.4f}"

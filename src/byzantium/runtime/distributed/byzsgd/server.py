@@ -51,7 +51,7 @@ from ....seeding import generator
 from ....training.models import evaluate
 from ....training.pergrad import set_flat_params
 from ....training.results import MetricsWriter
-from ..common import process_fault
+from ..common import process_fault, progress_line
 from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions
@@ -131,6 +131,11 @@ class _Server:
             return self.layout.workers
         return [self.layout.worker_rank(j) for j in range(p.n_w) if (j + t) % p.n_ps == self.s]
 
+    def _floor(self, t: int) -> None:
+        """Gradients and fallback requests of steps before ``t`` are no longer wanted."""
+        self.inbox.set_floor(MESSAGE, t)
+        self.inbox.set_floor(REQUEST, t)
+
     def step(self, t: int) -> dict[str, Any]:
         """Run step ``t``, or a later one if the workers went on without this server (it fell
         behind: :meth:`Inbox.collect_newest`); the returned row's ``step`` says which."""
@@ -138,8 +143,7 @@ class _Server:
         self.t = t
         if self.byzantine:  # only the stale-replay behaviour reads it
             self.history.append(self.theta.clone())
-        self.inbox.set_floor(MESSAGE, t)
-        self.inbox.set_floor(REQUEST, t)
+        self._floor(t)
         self.send_models(t, PARAMS, self.pull_recipients(t))
         sync = p.variant == "sync"
         if sync:  # answer fallback REQUESTs for t (also those that came early) until the update
@@ -162,8 +166,7 @@ class _Server:
             self.events.write(t, "skipped", None, detail=f"behind: jumps from step {t} to {at}", echo=False)
             self.skipped += at - t
             t = self.t = at
-            self.inbox.set_floor(MESSAGE, t)
-            self.inbox.set_floor(REQUEST, t)
+            self._floor(t)
         lr = float(cl.lr_fn(t))
         if sync and len(got) < p.n_w:
             self.events.write(t, "deadline", None, detail=f"{p.n_w - len(got)} gradient(s) missing",
@@ -300,10 +303,8 @@ def run_byzsgd_server(
                     "history": list(srv.history), "wall": wall})
             pe = opts.progress_every
             if rank == 0 and pe and ((t + 1) % pe == 0 or t + 1 == steps):
-                rate = (t + 1 - start) / max(1e-9, time.perf_counter() - t_run)
-                acc = row.get("test_accuracy")
-                say(f"step {t + 1}/{steps}  loss {_fmt(row['loss'])}  acc {_fmt(acc)}  "
-                    f"received {row['received']}/{cfg.workers}  {rate:.2f} steps/s")
+                say(progress_line(t, steps, start, t_run, row["loss"], row.get("test_accuracy"),
+                                  row["received"], cfg.workers))
             t += 1
     except QuorumError as e:
         error = str(e)
@@ -323,7 +324,3 @@ def run_byzsgd_server(
     if error is not None:
         raise QuorumError(error)
     return summary
-
-
-def _fmt(v: Any) -> str:
-    return "-" if v is None else f"{v:.4f}"
