@@ -17,7 +17,7 @@ from ._select import (
     select_map,
     uses_numpy_path,
 )
-from .preagg import _check_generator, _permutation, group_means, group_weights
+from .preagg import _check_generator, _permutation, group_indicator, group_means
 from .registry import (
     N_GT_2F,
     REGISTRY,
@@ -74,15 +74,19 @@ def mom_groups(n: int, f: int, groups: int | None = None, group_size: int | None
     return sizes
 
 
-def _median_of_means_blocked(grads: Tensor, weights: Tensor) -> Tensor:
-    """CPU path: per column block, the group means (one small matrix product, in cache) and their
-    coordinate median (sorting network); the ``(g, d)`` means are never materialized."""
-    g = weights.shape[0]
+def _median_of_means_blocked(grads: Tensor, indicator: Tensor, sizes: list[int]) -> Tensor:
+    """CPU path: per column block, the group means (one small 0/1 matrix product, in cache, then
+    a division by the group sizes) and their coordinate median (sorting network); the ``(g, d)``
+    means are never materialized."""
+    g = indicator.shape[0]
     ranks = median_ranks(g)
+    counts = torch.tensor(sizes, dtype=grads.dtype).unsqueeze(1)
 
     def fn(stats: Any, block: np.ndarray, out: np.ndarray, cols: slice) -> None:
         means = scratch(g, block.shape[1], block.dtype, 5)
-        torch.mm(weights, torch.from_numpy(block), out=torch.from_numpy(means))
+        sums = torch.from_numpy(means)
+        torch.mm(indicator, torch.from_numpy(block), out=sums)
+        sums.div_(counts)
         median_block(block_order_stats(means, ranks, slot=6), means, out)
 
     return select_map(grads, (), fn)[0]
@@ -126,7 +130,7 @@ def median_of_means(
     sizes = mom_groups(n, f, groups, group_size)
     perm = _permutation(n, generator, grads.device)
     if inner == "median" and uses_numpy_path(grads):
-        out = _median_of_means_blocked(grads, group_weights(n, sizes, perm, grads.dtype))
+        out = _median_of_means_blocked(grads, group_indicator(n, sizes, perm, grads.dtype), sizes)
         if _all_finite(out):
             return out
         # a group mean overflowed (values at the float maximum): take the path below

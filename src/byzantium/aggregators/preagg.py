@@ -73,25 +73,31 @@ def _permutation(n: int, generator: torch.Generator | None, device: torch.device
     return torch.randperm(n, generator=generator, device=generator.device).to(device)
 
 
-def group_weights(n: int, sizes: list[int], perm: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """The ``(g, n)`` CPU matrix whose product with the stack gives the group means: row ``k``
-    holds ``1/sizes[k]`` at the (permuted) members of group ``k``, zeros elsewhere."""
+def group_indicator(n: int, sizes: list[int], perm: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The ``(g, n)`` CPU 0/1 matrix whose product with the stack gives the group *sums*: row
+    ``k`` holds 1 at the (permuted) members of group ``k``, zeros elsewhere.
+
+    0/1 weights keep the product a plain sum: every product is exact, so small integers sum
+    exactly whatever the BLAS kernel (its summation order and FMA use vary by CPU); a mean is that
+    sum divided by the count (:func:`group_means`), never a sum of ``x / size`` terms.
+    """
     group = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    inv = torch.tensor([1.0 / s for s in sizes], dtype=torch.float64)[group]
     weights = torch.zeros(len(sizes), n, dtype=dtype)
     rows = torch.arange(n) if perm is None else perm.cpu()
-    weights[group, rows] = inv.to(dtype)
+    weights[group, rows] = 1.0
     return weights
 
 
 def group_means(grads: Tensor, sizes: list[int], perm: Tensor | None) -> Tensor:
     """Means of consecutive groups of rows of ``grads[perm]`` with the given ``sizes``.
 
-    One ``(g, n) @ (n, d)`` product with a 0/(1/size) weight matrix; ``grads[perm]`` is never
+    A group's mean is its sum divided by its count: one ``(g, n) @ (n, d)`` product with a 0/1
+    indicator (:func:`group_indicator`), then a division per row; ``grads[perm]`` is never
     materialized.
     """
-    weights = group_weights(grads.shape[0], sizes, perm, grads.dtype)
-    return weights.to(grads.device) @ grads
+    weights = group_indicator(grads.shape[0], sizes, perm, grads.dtype)
+    sums = weights.to(grads.device) @ grads
+    return sums.div_(torch.tensor(sizes, dtype=grads.dtype, device=grads.device).unsqueeze(1))
 
 
 def _bucketing_nf(n: int, f: int, params: dict[str, Any]) -> tuple[int, int]:
