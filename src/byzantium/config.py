@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal
 
 import yaml
+
+from .schemes.registry import SCHEMES as SCHEME_REGISTRY
+from .typed import ConfigError, convert, field_names, from_mapping, to_plain
 
 __all__ = [
     "byzsgd_section",
@@ -37,20 +38,8 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, malformed or not allowed."""
-
-
-SCHEMES = (
-    "vanilla",
-    "robust",
-    "draco_repetition",
-    "draco_cyclic",
-    "detox",
-    "byzshield",
-    "dstar",
-    "byzsgd",
-)
+SCHEMES = tuple(SCHEME_REGISTRY.names())
+"""Registered scheme names (importing :mod:`byzantium.schemes` registers them all)."""
 
 
 @dataclass
@@ -124,33 +113,63 @@ class StragglerConfig:
 
 @dataclass
 class SchemeConfig:
-    """One system: an assignment + a decoder + an aggregator.
+    """One system: a registered scheme ``name`` (``byzantium list schemes``), a display
+    ``label``, an optional ``q`` overriding ``attack.q`` for this scheme only
+    (``--set scheme.q=3``), and the scheme's own fields in ``params`` (its params dataclass, see
+    :mod:`byzantium.schemes`; e.g. ``r`` and ``aggregator`` for DETOX).
 
-    ``aggregator`` is a spec for :func:`byzantium.aggregators.get` (``"median"``, ``"nnm+krum"``);
-    ``f`` is the number of Byzantine inputs it must tolerate after decoding: ``"auto"`` derives it
-    from the placement (the worst-case number of distorted files for the assignment and q).
-    ``q`` overrides ``attack.q`` for this scheme only (``--set scheme.q=3``).
+    In YAML the scheme's fields sit beside ``name`` (``{name: detox, r: 3, aggregator: median}``)
+    and a plain string is a name; ``cfg.scheme.r`` reads a param.
     """
+
+    __shorthand__: ClassVar[str] = "name"
+    _COMMON: ClassVar[tuple[str, ...]] = ("name", "label", "q")
 
     name: str = "vanilla"
     label: str | None = None
     q: int | None = None
-    aggregator: str | None = None
-    aggregator_params: dict = field(default_factory=dict)
-    f: int | str = "auto"
-    r: int | None = None
-    s: int | None = None
-    assignment: Literal["mols", "ramanujan"] = "mols"
-    m: int | None = None
-    k: int | None = None
-    lam: float = 2.0
-    variant: Literal["A", "B", "C", "D", "E"] = "A"
-    vote_rtol: float = 1e-5
-    on_no_majority: Literal["drop", "median"] = "drop"
-    byzsgd: dict = field(default_factory=dict)
-    """``byzsgd`` only: overrides of the run's ``byzsgd:`` section for this entry, e.g.
-    ``{server_rule: mean, model_rule: mean, dmc: false}`` puts the vanilla replicated baseline in
-    a ``compare`` list next to ByzSGD."""
+    params: Any = None
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEME_REGISTRY:
+            raise ConfigError(
+                f"name: {self.name!r} is not allowed; choose one of: {', '.join(SCHEMES)}"
+            )
+        if self.params is None:
+            self.params = SCHEME_REGISTRY.params(self.name, {}, "scheme")
+
+    @classmethod
+    def __from_mapping__(cls, raw: dict, path: str) -> "SchemeConfig":
+        raw = dict(raw)
+        name = raw.pop("name", "vanilla")
+        if not isinstance(name, str) or name not in SCHEME_REGISTRY:
+            raise ConfigError(
+                f"{path}.name: {name!r} is not allowed; choose one of: {', '.join(SCHEMES)}"
+            )
+        label = convert(raw.pop("label", None), str | None, f"{path}.label")
+        q = convert(raw.pop("q", None), int | None, f"{path}.q")
+        pcls = SCHEME_REGISTRY.params_class(name)
+        allowed = [*cls._COMMON, *(field_names(pcls) if pcls else [])]
+        unknown = [k for k in raw if k not in allowed]
+        if unknown:
+            raise ConfigError(
+                f"unknown field {path}.{unknown[0]}; allowed fields of {path} (scheme "
+                f"{name!r}): {', '.join(allowed)}"
+            )
+        return cls(name=name, label=label, q=q, params=SCHEME_REGISTRY.params(name, raw, path))
+
+    def __to_plain__(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "q": self.q, **to_plain(self.params)}
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_") or item in ("params", "name", "label", "q"):
+            raise AttributeError(item)
+        params = self.__dict__.get("params")
+        if params is not None and hasattr(params, item):
+            return getattr(params, item)
+        raise AttributeError(
+            f"scheme {self.__dict__.get('name')!r} has no field {item!r}"
+        )
 
     @property
     def display(self) -> str:
@@ -203,96 +222,6 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# generic dict -> dataclass conversion with path-named errors
-
-
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of: " + ", ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    origin = get_origin(tp)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            raise ConfigError(
-                f"{path}: {value!r} is not allowed; choose one of: "
-                + ", ".join(str(a) for a in allowed)
-            )
-        return value
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{path}: a value is required ({_type_name(tp)}), got null")
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, path)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if origin is list:
-        (item,) = get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, str) and tp is SchemeConfig:
-            value = {"name": value}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return _build(tp, value, path)
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {path}")
-
-
-def _build(cls: type, raw: dict, path: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in raw if k not in names]
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(
-            f"unknown field {where}{unknown[0]}; allowed fields"
-            f"{' of ' + path if path else ''}: {', '.join(names)}"
-        )
-    kwargs = {}
-    for name in names:
-        if name in raw:
-            kwargs[name] = _convert(raw[name], hints[name], f"{path}.{name}" if path else name)
-    return cls(**kwargs)
-
-
-# --------------------------------------------------------------------------------------------
 # semantic checks (beyond types)
 
 
@@ -337,25 +266,10 @@ def _validate(cfg: RunConfig) -> RunConfig:
             )
     for i, sc in enumerate([cfg.scheme, *cfg.compare]):
         path = "scheme" if i == 0 else f"compare[{i - 1}]"
-        if sc.name not in SCHEMES:
-            raise ConfigError(
-                f"{path}.name: {sc.name!r} is not allowed; choose one of: {', '.join(SCHEMES)}"
-            )
-        if isinstance(sc.f, str) and sc.f != "auto":
-            raise ConfigError(f"{path}.f: expected an integer >= 0 or 'auto', got {sc.f!r}")
-        if isinstance(sc.f, int) and sc.f < 0:
-            raise ConfigError(f"{path}.f: must be >= 0, got {sc.f}")
         if sc.q is not None and not 0 <= sc.q < cfg.workers:
             raise ConfigError(f"{path}.q: must be in [0, workers={cfg.workers}), got {sc.q}")
-        if sc.lam < 1:
-            raise ConfigError(f"{path}.lam: must be >= 1, got {sc.lam}")
-        if not sc.vote_rtol >= 0:
-            raise ConfigError(f"{path}.vote_rtol: must be >= 0, got {sc.vote_rtol}")
-        if sc.byzsgd and sc.name != "byzsgd":
-            raise ConfigError(f"{path}.byzsgd: only a byzsgd scheme takes byzsgd overrides "
-                              f"(this entry is {sc.name!r})")
-        _check_byzsgd(byzsgd_section(cfg, sc, path), f"{path}.byzsgd" if sc.byzsgd else "byzsgd")
-    if cfg.scheme.byzsgd:  # the run's own scheme: its overrides are the section
+        _check_byzsgd(byzsgd_section(cfg, sc, path), f"{path}.byzsgd" if _overrides(sc) else "byzsgd")
+    if _overrides(cfg.scheme):  # the run's own scheme: its overrides are the section
         cfg.byzsgd = byzsgd_section(cfg, cfg.scheme)
     _check_byzsgd(cfg.byzsgd, "byzsgd")
     return cfg
@@ -367,12 +281,17 @@ def _check_byzsgd(b: ByzSGDConfig, path: str) -> None:
         raise ConfigError(f"{path}.gather_period: expected an integer >= 1 or 'auto', got {g!r}")
 
 
+def _overrides(scheme: SchemeConfig) -> dict:
+    """A ByzSGD entry's overrides of the ``byzsgd:`` section ({} for other schemes)."""
+    return scheme.params.byzsgd if scheme.name == "byzsgd" else {}
+
+
 def byzsgd_section(cfg: RunConfig, scheme: SchemeConfig, path: str = "scheme") -> ByzSGDConfig:
     """The ``byzsgd:`` section with ``scheme.byzsgd``'s overrides applied (errors name
     ``path.byzsgd.<field>``)."""
-    if not scheme.byzsgd:
+    if not _overrides(scheme):
         return cfg.byzsgd
-    return _build(ByzSGDConfig, {**dataclasses.asdict(cfg.byzsgd), **scheme.byzsgd}, f"{path}.byzsgd")
+    return from_mapping(ByzSGDConfig, {**dataclasses.asdict(cfg.byzsgd), **_overrides(scheme)}, f"{path}.byzsgd")
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +304,7 @@ def parse_config(raw: dict | None) -> RunConfig:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
-    return _validate(_build(RunConfig, raw, ""))
+    return _validate(from_mapping(RunConfig, raw, ""))
 
 
 def _parse_value(text: str) -> Any:
@@ -452,4 +371,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 def to_dict(cfg: Any) -> Any:
     """The config as plain data (for the resolved ``config.yaml`` of a run directory)."""
-    return dataclasses.asdict(cfg)
+    return to_plain(cfg)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from byzantium.config import load_config
-from byzantium.schemes import build_scheme
+from byzantium.schemes import SchemeContext, build_scheme
 from byzantium.training.byzsgd_run import byzsgd_params
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
@@ -25,5 +25,6 @@ def test_config_parses_and_builds(path: Path) -> None:
         if sc.name == "byzsgd":
             assert byzsgd_params(cfg, q).n_w == cfg.workers
             continue
-        scheme = build_scheme(sc, cfg, q=q)
+        scheme = build_scheme(sc.name, sc.display, sc.params,
+                              SchemeContext(cfg.workers, q, cfg.stragglers.k))
         assert scheme.num_workers == cfg.workers

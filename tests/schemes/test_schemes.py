@@ -121,7 +121,9 @@ def test_dstar_rejects_gross_outliers(logistic_data, make_cfg) -> None:
     (9, {"name": "robust", "aggregator": "bulyan"}, "bulyan"),
 ])
 def test_scheme_parameter_errors(workers, scheme, fragment, logistic_data, make_cfg) -> None:
-    cfg = make_cfg(workers=workers, scheme=scheme, attack={"name": "alie", "q": 2})
+    # found when the config is parsed (field checks) or when the scheme is built (checks that
+    # need the number of workers), both before any training
     model = build_model("logreg", logistic_data, seed=0)
     with pytest.raises(ValueError, match=re.escape(fragment)):
+        cfg = make_cfg(workers=workers, scheme=scheme, attack={"name": "alie", "q": 2})
         SimulatedCluster(cfg, cfg.scheme, logistic_data, model)

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..attacks import AttackContext
 from ..attacks import get as get_attack
 from ..config import ConfigError, RunConfig, SchemeConfig
-from ..schemes import build_scheme
+from ..schemes import SchemeContext, build_scheme
 from ..schemes.base import StepInfo, StepView
 from ..seeding import generator
 from ..training.data import FileSampler
@@ -68,7 +68,10 @@ class SimulatedCluster:
         K = cfg.workers
         q = scheme_cfg.q if scheme_cfg.q is not None else cfg.attack.q
         self.q = q if attack_enabled else 0
-        self.scheme = build_scheme(scheme_cfg, cfg, q=self.q)
+        self.scheme = build_scheme(
+            scheme_cfg.name, scheme_cfg.display, scheme_cfg.params,
+            SchemeContext(workers=K, q=self.q, first_k=cfg.stragglers.k),
+        )
         if self.scheme.num_workers != K:
             raise ConfigError(
                 f"scheme {scheme_cfg.display!r} needs {self.scheme.num_workers} workers but "
@@ -100,9 +103,8 @@ class SimulatedCluster:
         self.delay = make_delay_model(
             {"model": cfg.stragglers.model, **cfg.stragglers.params}, num_workers=K
         )
-        scheme_k = getattr(self.scheme, "k", None)  # dSTAR's own first-k
-        if scheme_k is not None:
-            self.policy = first_k(int(scheme_k))
+        if self.scheme.first_k is not None:  # the scheme's own arrival policy (dSTAR)
+            self.policy = first_k(int(self.scheme.first_k))
         elif cfg.stragglers.policy == "first_k":
             self.policy = first_k(int(cfg.stragglers.k))
         else:

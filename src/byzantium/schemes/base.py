@@ -62,6 +62,9 @@ class Scheme(Protocol):
     num_files: int
     aggregator_spec: str
     aggregator_f: int
+    first_k: int | None
+    """The scheme's own arrival policy (aggregate the first ``k`` arrivals), or None for the
+    run's ``stragglers`` policy."""
 
     def load(self) -> Tensor:
         """Files computed by each worker, shape (K,), for the straggler model."""

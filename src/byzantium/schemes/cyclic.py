@@ -37,6 +37,7 @@ class CyclicScheme:
 
     def __init__(self, name: str, K: int, s: int, *, q: int) -> None:
         self.name = name
+        self.first_k: int | None = None  # arrival policy: the run's own
         self.code = CyclicCode(K, s)
         self.assignment = self.code.assignment
         self.num_workers = K

@@ -3,7 +3,8 @@ scaled by the server's trusted validation gradient (see byzantium.aggregators.ds
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -11,9 +12,40 @@ from torch import Tensor
 from ..aggregators.dstar import dstar_filter
 from ..assignments import baseline
 from ..attacks import AttackContext
+from ..typed import ConfigError
 from .base import StepInfo, StepView
+from .registry import SchemeContext, scheme
 
-__all__ = ["DStarScheme"]
+__all__ = ["DStarScheme", "DStarParams"]
+
+
+@dataclass
+class DStarParams:
+    k: int | None = None
+    """Arrivals aggregated (first k); default: the run's stragglers.k, else K - f."""
+    lam: float = 2.0
+    """Filter threshold: deviation from the ensemble median, in units of the validation scale."""
+    variant: Literal["A", "B", "C", "D", "E"] = "A"
+    f: int | str = "auto"
+    """Byzantine arrivals tolerated; ``auto``: the run's q."""
+
+    def __post_init__(self) -> None:
+        if not self.lam >= 1:
+            raise ConfigError(f"lam: must be >= 1, got {self.lam}")
+        if isinstance(self.f, str) and self.f != "auto":
+            raise ConfigError(f"f: expected an integer >= 0 or 'auto', got {self.f!r}")
+        if isinstance(self.f, int) and self.f < 0:
+            raise ConfigError(f"f: must be >= 0, got {self.f}")
+        if self.k is not None and self.k < 1:
+            raise ConfigError(f"k: must be >= 1, got {self.k}")
+
+
+@scheme("dstar", params=DStarParams,
+        summary="first k arrivals, ensemble-median deviation filter, mean of survivors")
+def build_dstar(label: str, p: DStarParams, ctx: SchemeContext) -> "DStarScheme":
+    f = ctx.q if p.f == "auto" else int(p.f)
+    k = p.k or ctx.first_k or ctx.workers - f
+    return DStarScheme(label, ctx.workers, q=ctx.q, k=k, f=f, lam=p.lam, variant=p.variant)
 
 
 class DStarScheme:
@@ -28,6 +60,7 @@ class DStarScheme:
         self.num_workers = K
         self.num_files = K
         self.q, self.k, self.f, self.lam, self.variant = q, k, f, lam, variant
+        self.first_k = k  # the scheme's own arrival policy: aggregate the first k
         self.aggregator_spec = f"dstar-I variant {variant} (lam={lam:g}, k={k})"
         self.aggregator_f = f
         # validate k, f and lam once, on dummy data, so a bad config fails before training

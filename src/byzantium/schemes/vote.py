@@ -89,6 +89,7 @@ class VoteScheme:
         on_no_majority: str = "drop",
     ) -> None:
         self.name = name
+        self.first_k: int | None = None  # arrival policy: the run's own
         self.assignment = assignment
         self.num_workers = assignment.K
         self.num_files = assignment.num_files
