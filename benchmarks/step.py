@@ -21,9 +21,10 @@ import time
 import torch
 
 from byzantium.config import parse_config
+from byzantium.runtime.job import build_job
 from byzantium.runtime.simulator import SimulatedCluster
 from byzantium.training.data import load_dataset
-from byzantium.training.loop import assign_flat_grad, make_optimizer
+from byzantium.runtime.update import assign_flat_grad, make_optimizer
 from byzantium.training.models import build_model, loss_fn
 
 SCHEMES = [
@@ -75,8 +76,9 @@ def main() -> None:
     runners = {"plain SGD step": plain}
     for label, sc in SCHEMES:
         c = parse_config({**raw, "scheme": sc})
-        m = build_model(args.model, ds, seed=0)
-        cluster = SimulatedCluster(c, c.scheme, ds, m)
+        job = build_job(c, dataset=ds)
+        m = job.model
+        cluster = SimulatedCluster(job)
         o, _ = make_optimizer(m, c)
         params = [p for p in m.parameters() if p.requires_grad]
 

@@ -49,7 +49,7 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.loop import run_training
+    from .runtime.run import run_training
 
     cfg = _load(args)
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / cfg.scheme.display
@@ -64,7 +64,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .training.compare import run_compare
+    from .experiments.compare import run_compare
 
     cfg = _load(args)
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name

@@ -8,7 +8,7 @@ import pytest
 
 from byzantium.config import load_config
 from byzantium.schemes import SchemeContext, build_scheme
-from byzantium.training.byzsgd_run import byzsgd_params
+from byzantium.runtime.byzsgd_sim import byzsgd_params
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

@@ -14,9 +14,9 @@ import torch
 from byzantium.runtime.distributed import LaunchError, launch
 from byzantium.runtime.distributed.byzsgd import Layout, pairs
 from byzantium.runtime.distributed.options import RuntimeOptions, parse_fault
-from byzantium.training.byzsgd_run import build_byzsgd_cluster
+from byzantium.runtime.byzsgd_sim import build_byzsgd_cluster
 from byzantium.training.data import load_dataset
-from byzantium.training.loop import run_training
+from byzantium.runtime.run import run_training
 from byzantium.training.results import read_metrics
 
 from .conftest import tiny_cfg

@@ -7,8 +7,8 @@ import json
 import torch
 
 from byzantium.config import parse_config
-from byzantium.training.compare import run_compare
-from byzantium.training.loop import run_training
+from byzantium.experiments.compare import run_compare
+from byzantium.runtime.run import run_training
 from byzantium.training.results import read_metrics
 
 

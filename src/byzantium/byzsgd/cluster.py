@@ -155,7 +155,7 @@ class ByzSGDCluster:
         self.lip_history: list[list[float]] = [[] for _ in range(n_w)]
         self.t = 0
         # what a run records about how the cluster was built (attack on/off, q, optimizer); set
-        # by byzantium.training.byzsgd_run.build_byzsgd_cluster, free-form otherwise
+        # by byzantium.runtime.byzsgd_sim.build_byzsgd_cluster, free-form otherwise
         self.info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers

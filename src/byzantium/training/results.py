@@ -44,11 +44,9 @@ def write_config(run_dir: Path, cfg_dict: dict) -> None:
 
 def write_run_config(run_dir: Path, cfg: Any, scheme_cfg: Any, attack_enabled: bool = True) -> None:
     """``config.yaml`` of a run: the resolved configuration with the scheme actually run."""
-    import dataclasses
-
     from ..config import to_dict
 
-    write_config(Path(run_dir), {**to_dict(cfg), "scheme": dataclasses.asdict(scheme_cfg),
+    write_config(Path(run_dir), {**to_dict(cfg), "scheme": to_dict(scheme_cfg),
                                  "attack_enabled": attack_enabled})
 
 

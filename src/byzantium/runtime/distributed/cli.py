@@ -178,7 +178,7 @@ def _env_int(name: str) -> int:
 
 
 def _session(args: argparse.Namespace, cfg) -> int:
-    from .common import default_session
+    from .geometry import default_session
 
     if args.session is not None:
         return args.session
@@ -205,7 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         R = args.resume_step
         if R is None and args.resume:
-            from ...training.byzsgd_run import byzsgd_params
+            from ..byzsgd_sim import byzsgd_params
 
             R = resume_step(_out(args, cfg), cfg.byzsgd.n_ps, byzsgd_params(cfg, cfg.attack.q).quorum_ps)
         try:

@@ -147,7 +147,7 @@ class Launch:
                     "PYTHONPATH": src + os.pathsep + self.env.get("PYTHONPATH", "")}
         common = ["--session", str(session), *self.opts.to_args()]
         if self.byzsgd and self.resume:  # every rank resumes from one step (a server quorum's)
-            from ...training.byzsgd_run import byzsgd_params
+            from ..byzsgd_sim import byzsgd_params
             from .byzsgd.checkpoint import resume_step
 
             quorum = byzsgd_params(self.cfg, self.cfg.attack.q).quorum_ps

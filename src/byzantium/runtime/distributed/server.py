@@ -1,5 +1,5 @@
-"""The parameter server (rank 0): the training loop of :func:`byzantium.training.loop.run_training`
-with the simulated cluster's step replaced by real messages.
+"""The parameter server (rank 0): the one training loop (:func:`byzantium.runtime.loop.train`)
+with a step that collects real messages instead of simulating them.
 
 Per step ``t``:
 
@@ -39,11 +39,14 @@ import torch
 
 from ...config import RunConfig
 from ...seeding import generator
-from ...training.checkpoint import restore_training_state, save_training_state
-from ...training.loop import assign_flat_grad, make_optimizer, summarize_run
-from ...training.results import MetricsWriter, plot_accuracy, read_metrics, write_run_config, write_summary
+from ...training.checkpoint import latest_checkpoint
+from ...training.results import MetricsWriter, write_run_config
+from ..job import Job, build_job
+from ..loop import Clocks, LineProgress, StopRun, train
+from ..records import star_summary
 from ..stragglers import FirstK
-from .common import build_cluster, geometry, progress_line
+from ..update import ModelUpdate
+from .geometry import geometry
 from .frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame
 from .options import RuntimeOptions
 from .transport import Lost, Reply, ServerTransport, init_world
@@ -51,7 +54,7 @@ from .transport import Lost, Reply, ServerTransport, init_world
 __all__ = ["InsufficientWorkersError", "run_server", "Collected"]
 
 
-class InsufficientWorkersError(RuntimeError):
+class InsufficientWorkersError(StopRun):
     """Too few workers remain for the scheme's guarantee (a checkpoint was saved)."""
 
 
@@ -71,17 +74,17 @@ class Collected:
 
 class _Server:
     def __init__(self, cfg: RunConfig, run_dir: Path, opts: RuntimeOptions, session: int,
-                 transport: ServerTransport, cluster: Any, geo: Any, say: Callable[[str], None]):
+                 transport: ServerTransport, job: Job, geo: Any, say: Callable[[str], None]):
         self.cfg, self.run_dir, self.opts, self.session = cfg, run_dir, opts, session
-        self.transport, self.cluster, self.geo, self.say = transport, cluster, geo, say
-        self.scheme = cluster.scheme
+        self.transport, self.job, self.geo, self.say = transport, job, geo, say
+        self.scheme = job.scheme
         self.K = cfg.workers
         self.rejections: dict[str, int] = {}
         self.rejections_by_worker: dict[int, dict[str, int]] = {}
         self.gone: dict[int, str] = {}
         self.t_start = time.monotonic()
         self.events_path = run_dir / "events.jsonl"
-        self.policy_k = cluster.policy.k if isinstance(cluster.policy, FirstK) else None
+        self.policy_k = job.policy.k if isinstance(job.policy, FirstK) else None
         self._messages: torch.Tensor | None = None  # the message stack, reused every step
 
     # ------------------------------------------------------------------ events
@@ -203,6 +206,69 @@ class _Server:
         return Collected(messages, received, order, losses, wait)
 
 
+class StarServerStepper:
+    """The training loop's step on the parameter server: publish the parameters, collect the
+    workers' validated messages, decode and aggregate them with the job's scheme, apply SGD."""
+
+    def __init__(self, srv: _Server, job: Job, update: ModelUpdate, say: Callable[[str], None]):
+        self.srv, self.job, self.update, self.say = srv, job, update, say
+        # the server's private randomness (DRACO's secret projection): never derived from the
+        # run's seed, which every worker knows and could use to predict it
+        self.decode_secret = secrets.randbits(62)
+        self.reached = 0  # steps completed (the STOP frame's step)
+
+    def step(self, step: int) -> dict[str, Any]:
+        job, K = self.job, self.job.workers
+        job.model.train()
+        col = self.srv.collect(step, self.update.flat())
+        try:
+            grad, info = job.scheme.server_aggregate(
+                col.messages, col.received, step=step,
+                generator=generator(self.decode_secret, "decode", step),
+                validation=lambda: job.validation_gradient(job.model, step),
+                order=torch.tensor(sorted(col.order), dtype=torch.long),
+                byzantine=job.byzantine_mask(step),
+            )
+        except (RuntimeError, ValueError) as e:
+            raise InsufficientWorkersError(
+                f"step {step}: the scheme cannot aggregate what arrived "
+                f"({int(col.received.sum())} of {K} messages): {e}"
+            ) from e
+        if not torch.isfinite(grad).all():
+            raise InsufficientWorkersError(
+                f"step {step}: the aggregated gradient of {job.scheme.name} is not finite")
+        lr = self.update.apply(grad)
+        self.reached = step + 1
+        return {
+            "step": step, "loss": sum(col.losses) / len(col.losses) if col.losses else None,
+            "lr": lr, "sim_seconds": col.wait,
+            "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
+            "received": info.received, "byzantine_accepted": info.byzantine_accepted,
+        }
+
+    def evaluate(self) -> dict[str, Any]:
+        return self.update.evaluate()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.update.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        start = self.reached = self.update.load_state_dict(state)
+        self.say(f"server: resuming at step {start}")
+        return start
+
+    def summary(self, rows: list[dict[str, Any]], clocks: Clocks, error: str | None) -> dict[str, Any]:
+        srv = self.srv
+        return {
+            **star_summary(self.job, rows, clocks, completed=error is None),
+            "runtime": "distributed",
+            "rejections": dict(sorted(srv.rejections.items())),
+            "rejections_by_worker": {str(w): v for w, v in sorted(srv.rejections_by_worker.items())},
+            "dead_or_evicted": {str(w): k for w, k in sorted(srv.gone.items())},
+            "error": error,
+        }
+
+
 def run_server(
     cfg: RunConfig,
     run_dir: Path,
@@ -218,8 +284,6 @@ def run_server(
     Raises :class:`InsufficientWorkersError` (after a checkpoint and the summary are written) when
     too few workers remain for the scheme's guarantee.
     """
-    from ...training.models import evaluate
-
     K = world_size - 1
     if cfg.workers != K:
         raise ValueError(f"run_server: the config has workers={cfg.workers} but the job has "
@@ -230,106 +294,34 @@ def run_server(
                         gloo_timeout=opts.gloo_timeout)
     say(f"server: {K} workers joined; scheme {cfg.scheme.display}, run directory {run_dir}")
     write_run_config(run_dir, cfg, cfg.scheme)
-    dataset, model, cluster = build_cluster(cfg)
-    geo = geometry(cluster)
-    opt, sched = make_optimizer(model, cfg)
+    job = build_job(cfg)
+    geo = geometry(job)
     transport = ServerTransport(groups, message_slots=geo.message_slots)
-    srv = _Server(cfg, run_dir, opts, session, transport, cluster, geo, say)
-
-    metrics = MetricsWriter(run_dir / "metrics.csv")
-    start, sim_time, wall_time, ck = restore_training_state(
-        run_dir, model, opt, sched, metrics, resume
-    )
-    if ck is not None:
-        say(f"server: resuming at step {start} from {ck}")
-    elif srv.events_path.exists():
+    srv = _Server(cfg, run_dir, opts, session, transport, job, geo, say)
+    if not (resume and latest_checkpoint(run_dir)) and srv.events_path.exists():
         srv.events_path.unlink()
+    stepper = StarServerStepper(srv, job, ModelUpdate(job.model, cfg, job.dataset), say)
+    t = cfg.training
 
-    def checkpoint(step: int) -> Path:
-        return save_training_state(run_dir, step, model, opt, sched, sim_time, wall_time)
-
-    steps = cfg.training.steps
-    params = [p for p in model.parameters() if p.requires_grad]
-    # the server's private randomness (DRACO's secret projection): never derived from the run's
-    # seed, which every worker knows and could use to predict it
-    decode_secret = secrets.randbits(62)
-    error: str | None = None
-    step = start
-    t_run = time.perf_counter()
-    try:
-        for step in range(start, steps):
-            t0 = time.perf_counter()
-            model.train()
-            flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach().to(torch.float32)
-            col = srv.collect(step, flat)
-            byz = cluster.byzantine_mask(step)
-            try:
-                grad, info = cluster.scheme.server_aggregate(
-                    col.messages, col.received, step=step,
-                    generator=generator(decode_secret, "decode", step),
-                    validation=lambda: cluster._validation_gradient(step),
-                    order=torch.tensor(sorted(col.order), dtype=torch.long),
-                    byzantine=byz,
-                )
-            except (RuntimeError, ValueError) as e:
-                raise InsufficientWorkersError(
-                    f"step {step}: the scheme cannot aggregate what arrived "
-                    f"({int(col.received.sum())} of {K} messages): {e}"
-                ) from e
-            if not torch.isfinite(grad).all():
-                raise InsufficientWorkersError(
-                    f"step {step}: the aggregated gradient of {cluster.scheme.name} is not finite")
-            assign_flat_grad(params, grad)
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            wall_time += time.perf_counter() - t0
-            sim_time += col.wait
-            row: dict[str, Any] = {
-                "step": step, "loss": sum(col.losses) / len(col.losses) if col.losses else None,
-                "lr": lr, "sim_time": sim_time, "wall_time": wall_time,
-                "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
-                "received": info.received, "byzantine_accepted": info.byzantine_accepted,
-            }
-            if (step + 1) % cfg.training.eval_every == 0 or step + 1 == steps:
-                ev = evaluate(model, dataset, batch_size=cfg.training.eval_batch_size)
-                row["test_loss"], row["test_accuracy"] = ev.get("loss"), ev.get("accuracy")
-            metrics.append(row)
-            every = cfg.training.checkpoint_every
-            if every and (step + 1) % every == 0:
-                checkpoint(step + 1)
-            pe = opts.progress_every
-            if pe and ((step + 1) % pe == 0 or step + 1 == steps):
-                say(progress_line(step, steps, start, t_run, row["loss"], row.get("test_accuracy"),
-                                  info.received, K))
-            step += 1
-    except InsufficientWorkersError as e:
-        error = str(e)
-        path = checkpoint(step)
+    def on_stop(step: int, error: str, path: Path | None) -> None:
         srv.event(step, "stopped", None, detail=f"{error}; checkpoint {path}")
+
+    try:
+        summary, rows = train(
+            stepper, run_dir=run_dir, steps=t.steps, eval_every=t.eval_every,
+            checkpoint_every=t.checkpoint_every, metrics=MetricsWriter(run_dir / "metrics.csv"),
+            resume=resume,
+            progress=lambda start: LineProgress(say, t.steps, start, opts.progress_every, K),
+            plot=(cfg.scheme.display, f"{cfg.name}: {cfg.scheme.display} (distributed)"),
+            on_stop=on_stop,
+        )
+    except StopRun as e:
+        raise InsufficientWorkersError(str(e)) from None
     finally:
+        step = stepper.reached
         transport.stop(encode_frame(STOP, step, 0, torch.zeros(0), capacity=geo.param_slots,
                                     session=session), step)
         transport.wait_stopped(min(5.0, opts.evict_timeout))
-
-    rows = read_metrics(run_dir / "metrics.csv")
-    summary = {
-        **summarize_run(
-            cfg, cluster, rows, label=cfg.scheme.display, scheme_cfg=cfg.scheme,
-            sim_time=sim_time, wall_time=wall_time, attack=cfg.attack.name,
-            completed=error is None,
-        ),
-        "runtime": "distributed",
-        "rejections": dict(sorted(srv.rejections.items())),
-        "rejections_by_worker": {str(w): v for w, v in sorted(srv.rejections_by_worker.items())},
-        "dead_or_evicted": {str(w): k for w, k in sorted(srv.gone.items())},
-        "error": error,
-    }
-    write_summary(run_dir, summary)
-    plot_accuracy(run_dir / "accuracy.png", [(summary["label"], rows)],
-                  title=f"{cfg.name}: {summary['label']} (distributed)")
-    if error is not None:
-        raise InsufficientWorkersError(error)
     say(f"server: done, {len(rows)} steps; results in {run_dir}")
-    summary["model"] = model
+    summary["model"] = job.model
     return summary

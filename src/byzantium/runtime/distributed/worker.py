@@ -15,7 +15,7 @@ Per parameter frame of step ``t`` (see :mod:`.transport` for the flow control):
 **Byzantine workers** run the configured attack in their own process. The adversary model is the
 simulator's: omniscient (it knows the data, the parameters, who the other Byzantine workers are
 and, for defence-aware attacks, the server's rule and trusted data). A Byzantine process therefore
-rebuilds the simulator's view of the step (:func:`.common.simulated_view`: every file's honest
+rebuilds the simulator's view of the step (:func:`byzantium.runtime.simulator.omniscient_view`: every file's honest
 gradient, the simulated arrivals, the attack generator) and sends its row of
 :meth:`byzantine_messages`; colluders agree because they evaluate the same deterministic
 function. What each attack computes there: ALIE / IPM / MinMax / MinSum and the optimal variants
@@ -39,9 +39,11 @@ from typing import Any
 import torch
 
 from ...config import RunConfig
-from ...seeding import generator
 from ...training.pergrad import per_file_gradients, set_flat_params
-from .common import build_cluster, geometry, process_fault, simulated_view, step_delays
+from ..job import build_job
+from ..simulator import omniscient_view
+from .faults import process_fault
+from .geometry import geometry
 from .frames import MESSAGE, PARAMS, STOP, encode_frame, stamp, to_wire, validate_frame
 from .options import RuntimeOptions
 from .transport import WorkerChannel, init_world
@@ -94,19 +96,20 @@ def run_worker(
     groups = init_world(rank, world_size, connect_timeout=opts.connect_timeout,
                         gloo_timeout=opts.gloo_timeout)
     w = rank - 1
-    dataset, model, cluster = build_cluster(cfg)
-    geo = geometry(cluster)
-    scheme = cluster.scheme
+    job = build_job(cfg)
+    dataset, model = job.dataset, job.model
+    geo = geometry(job)
+    scheme = job.scheme
     files = torch.tensor(scheme.assignment.files_of[w], dtype=torch.long)
     chan = WorkerChannel(groups[w], param_slots=geo.param_slots, message_slots=geo.message_slots)
-    ever_byzantine = cfg.attack.placement == "redraw" or w in cluster.byzantine_workers_initial
+    ever_byzantine = cfg.attack.placement == "redraw" or w in job.byzantine_workers_initial
     device = torch.device("cpu") if ever_byzantine else _device(opts)
     model.to(device)
     x_all, y_all = dataset.x_train, dataset.y_train
     faults = opts.faults_of(w)
     sleeps = cfg.stragglers.model != "none" and opts.time_scale > 0
     log(f"worker {w}: rank {rank}/{world_size}, files {scheme.assignment.files_of[w]}, "
-        f"device {device}, byzantine {w in cluster.byzantine_workers_initial}")
+        f"device {device}, byzantine {w in job.byzantine_workers_initial}")
     while True:
         try:
             buf = chan.recv()
@@ -123,17 +126,17 @@ def run_worker(
         process_fault(fault, f"worker {w}", step, log)
         model.train()
         set_flat_params(model, frame.payload)
-        if bool(cluster.byzantine_mask(step)[w]):
-            view = simulated_view(cluster, step)
+        if bool(job.byzantine_mask(step)[w]):
+            view = omniscient_view(job, model, step)[0]
             msg = scheme.byzantine_messages(view)[w]
             loss = float("nan")
         else:
-            idx = cluster.sampler.sample(step, generator(cfg.seed, "data", step))[files]
+            idx = job.batch_indices(step)[files]
             x, y = x_all[idx].to(device), y_all[idx].to(device)
-            G, loss = per_file_gradients(model, cluster.loss_fn, x, y, return_loss=True)
+            G, loss = per_file_gradients(model, job.loss_fn, x, y, return_loss=True)
             msg = scheme.worker_message(w, G)
         if sleeps:  # the delay model's latency comes on top of the real compute time
-            delay = float(step_delays(cluster, step)[w]) * opts.time_scale
+            delay = float(job.delays(step)[w]) * opts.time_scale
             if delay > 0:
                 time.sleep(delay)
         if fault in (None, "short", "freeze"):

@@ -207,7 +207,7 @@ def _serve() -> None:  # pragma: no cover - the zygote process
 
     from ...training import data, models, pergrad  # noqa: F401
     from .. import simulator  # noqa: F401
-    from . import common, server, worker  # noqa: F401
+    from . import geometry, server, worker  # noqa: F401
     from .byzsgd import server as _bs, worker as _bw  # noqa: F401  (ByzSGD ranks)
 
     # first-use costs of model building (lazy torch submodules, meta-device init; ~0.6 s) paid

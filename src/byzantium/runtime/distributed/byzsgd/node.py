@@ -77,7 +77,7 @@ def build_deployment(cfg: RunConfig) -> tuple[Any, Any]:
     exactly as ``byzantium train`` builds it. Each rank uses the cluster's *parts* (initial model,
     file sampler, learning-rate schedule, T, who is Byzantine, the attacks), never its lock-step
     :meth:`step`."""
-    from ....training.byzsgd_run import build_byzsgd_cluster
+    from ...byzsgd_sim import build_byzsgd_cluster
     from ....training.data import load_run_dataset
 
     dataset = load_run_dataset(cfg)

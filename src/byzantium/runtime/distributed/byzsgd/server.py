@@ -51,7 +51,8 @@ from ....seeding import generator
 from ....training.models import evaluate
 from ....training.pergrad import set_flat_params
 from ....training.results import MetricsWriter
-from ..common import process_fault, progress_line
+from ...loop import progress_line
+from ..faults import process_fault
 from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions

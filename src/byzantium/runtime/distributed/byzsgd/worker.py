@@ -46,7 +46,7 @@ from ....byzsgd import (
 )
 from ....seeding import generator
 from ....training.pergrad import per_file_gradients, set_flat_params
-from ..common import process_fault
+from ..faults import process_fault
 from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, SchemeConfig
-from .loop import run_training
-from .results import format_table, plot_accuracy, read_metrics, write_csv_table, write_summary
+from ..runtime.run import run_training
+from ..training.results import format_table, plot_accuracy, read_metrics, write_csv_table, write_summary
 
 __all__ = ["run_compare", "COMPARE_HEADERS"]
 
@@ -37,7 +37,7 @@ def run_compare(
 ) -> dict[str, Any]:
     """Train every scheme of ``cfg.compare`` (with the attack, and clean when
     ``cfg.compare_clean``), write one table and one plot, and return them."""
-    from .data import load_run_dataset
+    from ..training.data import load_run_dataset
 
     schemes: list[SchemeConfig] = cfg.compare or [cfg.scheme]
     out_dir = Path(out_dir)

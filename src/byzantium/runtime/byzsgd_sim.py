@@ -21,28 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tqdm.auto import tqdm
 
 from ..byzsgd import ByzSGDCluster, ByzSGDError, ByzSGDParams
 from ..config import ConfigError, RunConfig, SchemeConfig, byzsgd_section
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .results import MetricsWriter, plot_accuracy, plot_drift, read_metrics, write_run_config, write_summary
+from ..training.results import MetricsWriter, plot_drift, write_run_config
+from .loop import BarProgress, Clocks, train
+from .update import lr_schedule
 
 __all__ = ["run_byzsgd", "build_byzsgd_cluster", "byzsgd_params", "byzsgd_summary", "lr_schedule"]
-
-
-def lr_schedule(cfg: RunConfig) -> Callable[[int], float]:
-    """The learning rate at step t, as :func:`~byzantium.training.loop.make_optimizer` sets it."""
-    o, steps = cfg.optim, cfg.training.steps
-    if o.schedule == "step":
-        return lambda t: o.lr * o.gamma ** (t // o.step_size)
-    if o.schedule == "cosine":
-        return lambda t: o.lr * 0.5 * (1 + math.cos(math.pi * t / steps))
-    return lambda t: o.lr
 
 
 def byzsgd_params(cfg: RunConfig, q: int) -> ByzSGDParams:
@@ -197,31 +186,46 @@ def byzsgd_summary(
     }
 
 
-def _save(run_dir: Path, cluster: ByzSGDCluster, wall: float, gathers: list[list[float]]) -> Path:
-    return save_checkpoint(run_dir, cluster.t, {
-        "byzsgd": cluster.state_dict(), "wall_time": wall, "gathers": [list(g) for g in gathers],
-    })
+class ByzSGDStepper:
+    """The training loop's step for simulated ByzSGD: every replicated server and worker of the
+    cluster for one step; evaluation over the correct servers; the cluster's state (and the
+    gathers' drift record) for checkpoints."""
 
+    def __init__(self, cfg: RunConfig, cluster: ByzSGDCluster, label: str) -> None:
+        self.cfg, self.cluster, self.label = cfg, cluster, label
+        self.gathers: list[list[float]] = []
+        self.last: dict[str, float] = {}
 
-def _restore(run_dir: Path, cluster: ByzSGDCluster, metrics: MetricsWriter,
-             resume: bool) -> tuple[float, list[list[float]], Path | None]:
-    """Load the latest checkpoint into ``cluster`` when ``resume`` and one exists, and cut the
-    metrics back to it; else start afresh (as the single-server loop). Returns
-    ``(wall time, gathers, checkpoint or None)``."""
-    ck = latest_checkpoint(run_dir) if resume else None
-    if ck is None:
-        metrics.reset()
-        return 0.0, [], None
-    state = load_checkpoint(ck)
-    if not isinstance(state.get("byzsgd"), dict):
-        raise ConfigError(f"byzsgd: --resume found {ck}, which is not a ByzSGD checkpoint "
-                          f"(keys {sorted(state)}); use another run directory")
-    try:
-        cluster.load_state_dict(state["byzsgd"])
-    except ByzSGDError as e:
-        raise ConfigError(f"byzsgd: --resume cannot use {ck}: {e}") from None
-    metrics.truncate(cluster.t - 1)
-    return float(state["wall_time"]), [list(g) for g in state["gathers"]], ck
+    def step(self, t: int) -> dict[str, Any]:
+        st = self.cluster.step()
+        if st["gathered"]:
+            self.gathers.append([t, float(st["drift_pre_gather"]), float(st["drift"])])
+        return {"step": t, "loss": st.get("loss"), "lr": st["lr"], "drift": float(st["drift"]),
+                "messages": sum(st["messages"].values())}
+
+    def evaluate(self) -> dict[str, Any]:
+        self.last = self.cluster.evaluate()
+        return {"test_accuracy": self.last["acc_mean"], "test_loss": self.last["loss_mean"]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"byzsgd": self.cluster.state_dict(), "gathers": [list(g) for g in self.gathers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        if not isinstance(state.get("byzsgd"), dict):
+            raise ConfigError(f"byzsgd: --resume found a checkpoint of step {state.get('step')} "
+                              f"which is not a ByzSGD checkpoint (keys {sorted(state)}); use "
+                              "another run directory")
+        try:
+            self.cluster.load_state_dict(state["byzsgd"])
+        except ByzSGDError as e:
+            raise ConfigError(f"byzsgd: --resume cannot use the checkpoint of step "
+                              f"{state.get('step')}: {e}") from None
+        self.gathers = [list(g) for g in state["gathers"]]
+        return self.cluster.t
+
+    def summary(self, rows: list[dict[str, Any]], clocks: Clocks, error: str | None) -> dict[str, Any]:
+        return byzsgd_summary(self.cfg, self.cluster, rows, label=self.label, gathers=self.gathers,
+                              last_eval=self.last)
 
 
 def run_byzsgd(
@@ -241,7 +245,7 @@ def run_byzsgd(
     ``max_steps`` stops after that many steps of this call (a checkpoint is written there), so a
     test can interrupt a run and check that ``resume`` ends exactly as an uninterrupted run.
     """
-    from .data import load_run_dataset
+    from ..training.data import load_run_dataset
 
     cfg = with_scheme_overrides(cfg, scheme_cfg)
     label = label or scheme_cfg.display
@@ -250,32 +254,16 @@ def run_byzsgd(
     if dataset is None:
         dataset = load_run_dataset(cfg)
     cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=scheme_cfg, attack_enabled=attack_enabled)
-    metrics = MetricsWriter(run_dir / "metrics.csv")
-    wall, gathers, _ = _restore(run_dir, cluster, metrics, resume)
-    start, steps, every = cluster.t, cfg.training.steps, cfg.training.checkpoint_every
-    stop = steps if max_steps is None else min(steps, start + max_steps)
-    last: dict[str, float] = {}
-    for t in tqdm(range(start, stop), total=steps, initial=start, desc=label, disable=not progress,
-                  dynamic_ncols=True, leave=False):
-        t0 = time.perf_counter()
-        st = cluster.step()
-        wall += time.perf_counter() - t0
-        if st["gathered"]:
-            gathers.append([t, float(st["drift_pre_gather"]), float(st["drift"])])
-        row: dict[str, Any] = {"step": t, "loss": st.get("loss"), "lr": st["lr"], "wall_time": wall,
-                               "drift": float(st["drift"]), "messages": sum(st["messages"].values())}
-        if (t + 1) % cfg.training.eval_every == 0 or t + 1 == steps:
-            last = cluster.evaluate()
-            row["test_accuracy"] = last["acc_mean"]
-            row["test_loss"] = last["loss_mean"]
-        metrics.append(row)
-        if (every and (t + 1) % every == 0) or t + 1 == stop:
-            _save(run_dir, cluster, wall, gathers)
-    rows = read_metrics(run_dir / "metrics.csv")
-    summary = byzsgd_summary(cfg, cluster, rows, label=label, gathers=gathers, last_eval=last)
-    write_summary(run_dir, summary)
-    plot_accuracy(run_dir / "accuracy.png", [(label, rows)], title=f"{cfg.name}: {label}")
-    plot_drift(run_dir / "drift.png", rows, gathers=gathers,
+    stepper = ByzSGDStepper(cfg, cluster, label)
+    t = cfg.training
+    summary, rows = train(
+        stepper, run_dir=run_dir, steps=t.steps, eval_every=t.eval_every,
+        checkpoint_every=t.checkpoint_every, metrics=MetricsWriter(run_dir / "metrics.csv"),
+        resume=resume, max_steps=max_steps,
+        progress=lambda start: BarProgress(label, t.steps, start, enabled=progress),
+        plot=(label, f"{cfg.name}: {label}"),
+    )
+    plot_drift(run_dir / "drift.png", rows, gathers=stepper.gathers,
                title=(f"{cfg.name}: {label}\nspread of the correct servers' models "
                       f"(n_ps={cfg.byzsgd.n_ps}, f_ps={cfg.byzsgd.f_ps}, "
                       f"{f'T={cluster.T}' if cfg.byzsgd.dmc else 'no DMC'}, "

@@ -1,0 +1,1 @@
+"""Experiments over whole runs: ``compare`` (one table of several schemes)."""
