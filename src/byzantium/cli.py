@@ -32,9 +32,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         _print_rows(("name", "kind", "constraint", "description"), describe())
     elif args.what == "attacks":
         from .attacks import describe as describe_attacks
+        from .attacks import describe_server_attacks
 
+        print("worker attacks (attack.name):")
         rows = describe_attacks()
-        _print_rows(("name", "knowledge", "description"), [r[:3] for r in rows])
+        _print_rows(("name", "knowledge", "parameters", "description"),
+                    [(r[0], r[1], r[4] or "-", r[2]) for r in rows])
+        print("\nserver attacks (byzsgd.server_attack):")
+        _print_rows(("name", "knowledge", "parameters", "description"),
+                    [(r[0], r[1], r[3] or "-", r[2]) for r in describe_server_attacks()])
     else:
         from .schemes import describe_schemes
 

@@ -257,3 +257,23 @@ def test_fang_sends_every_coordinate_past_the_honest_range():
     assert float((med - H.median(dim=0).values)[down].max()) <= 0.0
     with pytest.raises(AttackError, match=r"fang: b must be >= 1"):
         A.get("fang", b=0.5)
+
+
+def test_data_level_attack_carries_its_label_transform():
+    """A data-level attack registers its own label transform: base knows no particular attack."""
+    from byzantium.attacks.base import REGISTRY, register
+
+    def shift(y, num_classes, *, by=1):
+        return (y + by) % num_classes
+
+    @register("test_label_shift", knowledge="local", shared=False, labels=shift)
+    def label_shift(ctx, *, by=1):
+        return ctx.need_own("test_label_shift")
+
+    try:
+        atk = A.get("test_label_shift", by=3)
+        assert atk.data_level and not A.get("ipm").data_level
+        assert atk.transform_labels(torch.tensor([0, 5, 8]), 10).tolist() == [3, 8, 1]
+        assert ("test_label_shift", "local", "", "data", "by=1") in A.describe()
+    finally:
+        del REGISTRY["test_label_shift"]

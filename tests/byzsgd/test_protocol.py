@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from byzantium import aggregators
+from byzantium.attacks import ServerAttackContext, get_server_attack
 from byzantium.byzsgd import (
     choose_senders,
     combine_models,
     dmc_gather,
     drift,
-    get_server_attack,
     lipschitz_accept,
     lipschitz_coefficient,
     outliers_accept,
@@ -20,7 +20,6 @@ from byzantium.byzsgd import (
     push_history,
     server_aggregate,
     sgd_step,
-    ServerAttackContext,
 )
 
 
@@ -107,40 +106,6 @@ def test_outliers_filter():
     assert outliers_accept(honest, pred, bound)
     assert not outliers_accept(-100 * honest, pred, bound)
     assert not outliers_accept(torch.tensor([math.nan, 0.0]), pred, bound)
-
-
-def test_server_behaviours_per_recipient():
-    gen = torch.Generator().manual_seed(0)
-    C = torch.randn(4, 8, generator=gen)
-    hist = [torch.full((8,), float(i)) for i in range(20)]
-    pred = torch.randn(3, 8, generator=gen)
-    bounds = torch.tensor([0.5, 1.0, 2.0])
-    dirs = torch.nn.functional.normalize(torch.randn(3, 8, generator=gen), dim=1)
-
-    def ctx(**kw):
-        return ServerAttackContext(step=5, kind="pull", correct=C, reference=C.mean(0), recipients=3,
-                                   generator=torch.Generator().manual_seed(3), history=hist, **kw)
-
-    r = get_server_attack("random")(ctx())
-    assert r.shape == (3, 8) and (r >= 0).all() and (r < 1).all() and not torch.equal(r[0], r[1])
-    assert torch.allclose(get_server_attack("reverse")(ctx()), (-100 * C.mean(0)).expand(3, -1))
-    e = get_server_attack("equivocation", scale=4.0)(ctx())
-    assert torch.allclose((e[0] - C.mean(0)).norm(), torch.tensor(4.0))
-    assert torch.allclose(e[0] - C.mean(0), -(e[1] - C.mean(0)))  # opposite pushes
-    dr = get_server_attack("drop")(ctx())
-    assert 0.1 < float((dr == 0).float().mean()) < 0.6
-    a = get_server_attack("alie", z=2.0)(ctx())
-    assert torch.allclose(a[0], C.mean(0) + 2.0 * C.std(0, unbiased=False))
-    assert torch.equal(get_server_attack("stale", tau=10)(ctx())[0], hist[10])
-    assert get_server_attack("silent")(ctx()) is None
-    hug = get_server_attack("filter_hug")(ctx(predicted=pred, bounds=bounds, directions=dirs))
-    dist = (hug - pred).norm(dim=1)
-    assert torch.allclose(dist, 0.9 * bounds)
-    assert all(outliers_accept(hug[j], pred[j], float(bounds[j])) for j in range(3))
-    with pytest.raises(ValueError, match="unknown behaviour 'nope'"):
-        get_server_attack("nope")
-    with pytest.raises(ValueError, match="unknown parameter"):
-        get_server_attack("reverse", z=1.0)
 
 
 def test_scheduler():

@@ -44,6 +44,10 @@ label_flip    data-level: train on y' = C − 1 − y; b = own
 ============  =================================================================================
 
 ``describe()`` lists them for ``byzantium list attacks``.
+
+**Server attacks** (ByzSGD's Byzantine parameter servers: random, reverse, drop, equivocation,
+alie, stale, silent, filter_hug) have their own registry in :mod:`.server`:
+``get_server_attack(name, **params)`` binds one, ``describe_server_attacks()`` lists them.
 """
 
 from .base import (
@@ -62,6 +66,7 @@ from .simple import constant, gaussian, inf, mimic, nan, reversed_gradient, sign
 from .statistical import (
     alie,
     alie_supporters,
+    alie_vector,
     alie_z,
     alie_z_max,
     ipm,
@@ -72,6 +77,15 @@ from .statistical import (
 from .optimal import alie_opt, distortion, ipm_opt, line_maximize
 from .data import flip_labels, label_flip
 from .fang import fang
+from .server import (
+    SERVER_REGISTRY,
+    ServerAttack,
+    ServerAttackContext,
+    describe_server_attacks,
+    get_server_attack,
+    register_server_attack,
+    server_attack_names,
+)
 
 __all__ = [
     "KNOWLEDGE",
@@ -85,9 +99,17 @@ __all__ = [
     "get",
     "names",
     "register",
+    "SERVER_REGISTRY",
+    "ServerAttack",
+    "ServerAttackContext",
+    "describe_server_attacks",
+    "get_server_attack",
+    "register_server_attack",
+    "server_attack_names",
     "alie",
     "alie_opt",
     "alie_supporters",
+    "alie_vector",
     "alie_z",
     "alie_z_max",
     "constant",

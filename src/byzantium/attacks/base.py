@@ -33,6 +33,8 @@ __all__ = [
     "Entry",
     "REGISTRY",
     "register",
+    "param_defaults",
+    "bind_params",
     "get",
     "names",
     "describe",
@@ -170,7 +172,8 @@ class Entry:
     ``fn(ctx, **params)`` returns either one ``(d,)`` vector (the same for every slot) or a
     ``(slots, d)`` stack, optionally paired with a dict of resolved values for the run record
     (e.g. ALIE's z). ``check(params) -> params`` validates and normalises parameter values.
-    ``knowledge`` and ``shared`` may depend on the parameters.
+    ``knowledge`` and ``shared`` may depend on the parameters. A data-level attack carries its
+    ``labels(y, num_classes, **params)``: the labels its Byzantine slots train on.
     """
 
     name: str
@@ -178,10 +181,14 @@ class Entry:
     check: Callable[[dict[str, Any]], dict[str, Any]]
     knowledge: Callable[[Mapping[str, Any]], str]
     shared: Callable[[Mapping[str, Any]], bool]
-    data_level: bool
+    labels: Callable[..., Tensor] | None
     defaults: Mapping[str, Any]
     reference: str
     summary: str
+
+    @property
+    def data_level(self) -> bool:
+        return self.labels is not None
 
 
 REGISTRY: dict[str, Entry] = {}
@@ -197,29 +204,28 @@ def register(
     knowledge: str | Callable[[Mapping[str, Any]], str],
     shared: bool | Callable[[Mapping[str, Any]], bool],
     check: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    data_level: bool = False,
+    labels: Callable[..., Tensor] | None = None,
     reference: str = "",
     summary: str = "",
 ) -> Callable[[Callable[..., RawResult]], Callable[..., Tensor]]:
     """Register ``fn(ctx, **params)``; return the public function ``(ctx, **params) -> (slots, d)``.
 
     The public function validates the parameters (``check``), runs ``fn`` and broadcasts a single
-    vector to every slot (a fresh tensor, never a view of the context).
+    vector to every slot (a fresh tensor, never a view of the context). Passing
+    ``labels(y, num_classes, **params) -> y'`` makes the attack data-level: the engine trains
+    the Byzantine slots on ``y'`` (:meth:`Attack.transform_labels`).
     """
 
     def deco(fn: Callable[..., RawResult]) -> Callable[..., Tensor]:
         sig = inspect.signature(fn)
-        defaults = {
-            p.name: p.default for p in list(sig.parameters.values())[1:]
-            if p.default is not inspect.Parameter.empty
-        }
+        defaults = param_defaults(fn)
         entry = Entry(
             name=name,
             fn=fn,
             check=check or (lambda p: p),
             knowledge=knowledge if callable(knowledge) else _const(knowledge),
             shared=shared if callable(shared) else _const(shared),
-            data_level=data_level,
+            labels=labels,
             defaults=MappingProxyType(defaults),
             reference=reference,
             summary=summary,
@@ -244,14 +250,31 @@ def register(
     return deco
 
 
-def _bind(entry: Entry, params: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(entry.defaults))
+def param_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters of ``fn(ctx, *, ...)`` after the context, with their defaults, in order."""
+    return {
+        p.name: p.default for p in list(inspect.signature(fn).parameters.values())[1:]
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def bind_params(
+    name: str,
+    defaults: Mapping[str, Any],
+    check: Callable[[dict[str, Any]], dict[str, Any]],
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``params`` over ``defaults``, validated by ``check``; unknown names are an error."""
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise AttackError(
-            f"{entry.name}: unknown parameter(s) {unknown}; accepted: "
-            f"{', '.join(entry.defaults) or '(none)'}"
+            f"{name}: unknown parameter(s) {unknown}; accepted: {', '.join(defaults) or '(none)'}"
         )
-    return entry.check({**entry.defaults, **params})
+    return check({**defaults, **params})
+
+
+def _bind(entry: Entry, params: Mapping[str, Any]) -> dict[str, Any]:
+    return bind_params(entry.name, entry.defaults, entry.check, params)
 
 
 def _raw(entry: Entry, ctx: AttackContext, params: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
@@ -351,15 +374,15 @@ class Attack:
         return _run(self._entry, one, dict(self.params))
 
     def transform_labels(self, y: Tensor, num_classes: int) -> Tensor:
-        """Labels the Byzantine slots train on (data-level attacks only)."""
-        if not self.data_level:
+        """Labels the Byzantine slots train on (data-level attacks only: the attack's own
+        ``labels`` transform, given the bound parameters)."""
+        labels = self._entry.labels
+        if labels is None:
             raise AttackError(
                 f"{self.name}: transform_labels is only defined for data-level attacks "
                 f"({', '.join(n for n, e in REGISTRY.items() if e.data_level)})"
             )
-        from .data import flip_labels
-
-        return flip_labels(y, num_classes, **self.params)
+        return labels(y, num_classes, **self.params)
 
 
 def _rebuild(name: str, params: dict[str, Any]) -> Attack:

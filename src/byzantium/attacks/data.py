@@ -1,7 +1,8 @@
 """Data-level attacks: the Byzantine slots train honestly on poisoned data.
 
-Label flipping is not a transform of gradients. The engine asks :meth:`Attack.transform_labels`
-for the labels a Byzantine slot trains on, computes that slot's gradient on them and passes it as
+Label flipping is not a transform of gradients. A data-level attack registers its label transform
+(``register(..., labels=flip_labels)``); the engine asks :meth:`Attack.transform_labels` for the
+labels a Byzantine slot trains on, computes that slot's gradient on them and passes it as
 ``ctx.own``; the attack's vector transform is then the identity on ``own``.
 """
 
@@ -60,7 +61,7 @@ def flip_labels(
     "label_flip",
     knowledge="local",
     shared=False,
-    data_level=True,
+    labels=flip_labels,
     check=_check_label_flip,
     reference="label flipping as in Karimireddy, He, Jaggi, Learning from history for Byzantine "
     "robust optimization, ICML 2021 (y' = C - 1 - y); targeted source -> target as FLPoison",

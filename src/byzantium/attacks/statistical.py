@@ -18,6 +18,7 @@ from .base import AttackContext, AttackError, AttackWarning, choice, real, regis
 
 __all__ = [
     "alie",
+    "alie_vector",
     "alie_supporters",
     "alie_z_max",
     "alie_z",
@@ -131,6 +132,16 @@ def coordinate_std(x: Tensor, mu: Tensor, ddof: int = 0) -> Tensor:
     return (dev * dev).sum(dim=0).div_(x.shape[0] - ddof).sqrt_()
 
 
+def alie_vector(x: Tensor, z: float, *, ddof: int = 0) -> Tensor:
+    """ALIE's ``μ + z·σ`` over the rows of ``x`` (coordinate-wise mean and std, ``ddof`` 0 or 1).
+
+    Shared by the worker attack (:func:`alie`) and the Byzantine-server one
+    (:mod:`.server`), so both send the same vector for the same rows and ``z``.
+    """
+    mu = x.mean(dim=0)
+    return mu + z * coordinate_std(x, mu, ddof)
+
+
 def mean_std(name: str, ctx: AttackContext, source: str, std: str) -> tuple[Tensor, Tensor]:
     """Coordinate-wise mean and std (population ``ddof=0`` or unbiased ``ddof=1``) of the source."""
     x = stats_rows(name, ctx, source, at_least=2 if std == "unbiased" else 1)
@@ -179,7 +190,8 @@ def alie(
 
     Returns the vector and ``{"z": resolved z}`` for the run record.
     """
-    mu, sigma = mean_std("alie", ctx, source, std)
+    ddof = 1 if std == "unbiased" else 0
+    x = stats_rows("alie", ctx, source, at_least=ddof + 1)
     info: dict[str, Any] = {}
     if z == "auto":
         z, note = alie_z(ctx.n, ctx.num_byzantine, z_rule=z_rule)
@@ -188,7 +200,7 @@ def alie(
             info["fallback"] = note
     info["z"] = float(z)
     zs = float(z) if sign == "+" else -float(z)
-    return mu + zs * sigma, info
+    return alie_vector(x, zs, ddof=ddof), info
 
 
 # ----------------------------------------------------------------------------------------------

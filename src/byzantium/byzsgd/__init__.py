@@ -3,7 +3,8 @@
 Replicated parameter servers (``f_ps`` Byzantine) and workers (``f_w`` Byzantine): workers take
 the coordinate-wise median of the models they pull, servers aggregate gradients with MDA, and
 every ``T`` steps servers contract their models with Distributed Median Contraction. Spec:
-``shared/papers/dstar_byzsgd.md`` §2.
+``shared/papers/dstar_byzsgd.md`` §2. What Byzantine servers send lives next to the worker
+attacks, in :mod:`byzantium.attacks.server`.
 """
 
 from .params import ByzSGDError, ByzSGDParams
@@ -22,7 +23,6 @@ from .protocol import (
     sgd_step,
 )
 from .scheduler import SCHEDULERS, choose_senders
-from .servers import SERVER_ATTACKS, ServerAttackContext, get_server_attack, server_attack_names
 from .cluster import ByzSGDCluster
 
 __all__ = [
@@ -30,13 +30,10 @@ __all__ = [
     "ByzSGDError",
     "ByzSGDParams",
     "SCHEDULERS",
-    "SERVER_ATTACKS",
-    "ServerAttackContext",
     "choose_senders",
     "combine_models",
     "dmc_gather",
     "drift",
-    "get_server_attack",
     "lipschitz_accept",
     "lipschitz_coefficient",
     "outliers_accept",
@@ -44,7 +41,6 @@ __all__ = [
     "predicted_model",
     "push_history",
     "server_aggregate",
-    "server_attack_names",
     "server_update",
     "sgd_step",
 ]

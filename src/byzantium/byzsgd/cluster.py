@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from .. import aggregators
-from ..attacks import AttackContext
+from ..attacks import AttackContext, ServerAttackContext, get_server_attack
 from ..attacks import get as get_attack
 from ..seeding import generator
 from ..training.data import FileSampler
@@ -66,7 +66,6 @@ from .protocol import (
     server_update,
 )
 from .scheduler import SCHEDULERS, choose_senders
-from .servers import ServerAttackContext, get_server_attack
 
 __all__ = ["ByzSGDCluster"]
 
@@ -82,8 +81,9 @@ class ByzSGDCluster:
             gives the common initial model and the compute template.
         lr: base learning rate, or a function ``t -> lr_t`` (``T = "auto"`` uses ``lr(0)``).
         batch_size: examples per worker per step (one file each).
-        server_attack / worker_attack: behaviour names (:mod:`.servers`, :mod:`byzantium.attacks`)
-            or ``None`` (then no node of that kind is Byzantine; ``f`` stays the declared bound).
+        server_attack / worker_attack: attack names (:mod:`byzantium.attacks.server`,
+            :mod:`byzantium.attacks`) or ``None`` (then no node of that kind is Byzantine; ``f``
+            stays the declared bound).
         scheduler: ``"adversarial"`` (default), ``"random"`` or ``"first"`` (:mod:`.scheduler`).
         server_rule / model_rule / dmc: ``"mda"`` / ``"median"`` / ``True`` is ByzSGD;
             ``"mean"`` / ``"mean"`` / ``False`` is the vanilla replicated baseline.

@@ -46,7 +46,8 @@ from typing import Any, Callable
 
 import torch
 
-from ....byzsgd import ServerAttackContext, dmc_gather, server_aggregate, server_update
+from ....attacks import ServerAttackContext
+from ....byzsgd import dmc_gather, server_aggregate, server_update
 from ....seeding import generator
 from ....training.models import evaluate
 from ....training.pergrad import set_flat_params
