@@ -10,6 +10,7 @@ from .vote import (
     gather_copies,
     majority_vote,
     vote_messages,
+    vote_rows,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "gather_copies",
     "majority_vote",
     "vote_messages",
+    "vote_rows",
 ]

@@ -243,6 +243,34 @@ def vote_messages(
     return _vote("vote_messages", flat, idx, present, rtol, atol, on_no_majority, out)
 
 
+def vote_rows(
+    rows: Tensor,
+    slots: Tensor,
+    present: Tensor,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    on_no_majority: NoMajorityPolicy = "drop",
+    out: Tensor | None = None,
+) -> VoteResult:
+    """The vote over copies given as rows of one stack: copy ``c`` of file ``i`` is
+    ``rows[slots[i, c]]`` and arrived iff ``present[i, c]``. Copies that share a row are equal
+    without being read (the simulator points every honest replica of a file at its one honest
+    gradient); :func:`vote_messages` is this with the rows of the workers' messages."""
+    fn = "vote_rows"
+    if not isinstance(rows, Tensor) or rows.dim() != 2:
+        raise VoteError(f"{fn}: rows must be a (N, d) tensor")
+    slots = torch.as_tensor(slots, dtype=torch.long, device=rows.device)
+    if slots.dim() != 2 or (slots.numel() and (int(slots.min()) < 0 or int(slots.max()) >= rows.shape[0])):
+        raise VoteError(f"{fn}: slots must be a (num_files, r) tensor of rows of the "
+                        f"{rows.shape[0]}-row stack")
+    if present.shape != slots.shape or present.dtype != torch.bool:
+        raise VoteError(f"{fn}: present must be a bool mask of shape {tuple(slots.shape)}, got "
+                        f"{present.dtype} {tuple(present.shape)}")
+    _check_params(fn, slots.shape[1], on_no_majority, rtol, atol)
+    return _vote(fn, rows, slots, present.to(rows.device), rtol, atol, on_no_majority, out)
+
+
 def _squeeze(res: VoteResult) -> VoteResult:
     return VoteResult(res.values[0], res.ok[0], res.agree[0], res.winner[0], res.exact[0])
 

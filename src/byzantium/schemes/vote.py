@@ -12,9 +12,13 @@ DETOX         repetition, r               hierarchical rule (MoM, ...)
 ByzShield     MOLS / Ramanujan            any rule over file votes
 ============  ==========================  ===========================
 
-In the simulator every replica of a file is the same honest gradient, computed once; only files
-that hold a Byzantine copy or miss a copy are assembled into ``(m, r, d)`` copy stacks and voted on
-with the real tolerance-based vote (the others would vote unanimously by construction).
+One decoder (:meth:`VoteScheme.decode`: the tolerance-based vote of
+:func:`~byzantium.decoding.vote.vote_rows`, then the rule over the files that reached a majority)
+serves both runtimes. The real server votes the rows of the workers' messages; the simulator
+votes a stack of every file's honest gradient (computed once: all honest replicas of a file point
+at that one row, which the vote reads once) and the Byzantine rows. What only an omniscient
+observer can measure, the number of files whose decoded value is not the honest one, is counted
+beside the decoder (:func:`distorted_files`).
 """
 
 from __future__ import annotations
@@ -27,43 +31,22 @@ from torch import Tensor
 from ..aggregators import Aggregator, get
 from ..assignments import Assignment, worst_case
 from ..attacks import AttackContext
-from ..decoding.vote import majority_vote
+from ..decoding.vote import VoteResult, vote_rows
 from .base import StepInfo, StepView
 
-__all__ = ["VoteScheme", "two_value_vote"]
+__all__ = ["VoteScheme", "distorted_files"]
 
 
-def two_value_vote(
-    h: Tensor, b: Tensor, byz: Tensor, present: Tensor, *, r: int, rtol: float, atol: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """:func:`~byzantium.decoding.majority_vote` for files whose copies take two values only.
-
-    In the simulator every honest copy of file ``i`` is the same tensor ``h[i]`` and the colluding
-    Byzantine copies all send ``b[i]``; ``byz[i, c]`` says which copy is which and ``present``
-    which arrived. The vote's outcome then follows from counts and one distance per file, with the
-    exact rule of ``majority_vote`` (support = number of valid copies within tolerance, winner = the
-    copy of largest support, lowest index on ties, needs ``(r+1)//2``), without building the
-    ``(m, r, d)`` copy stack. Returns ``(byzantine_wins, ok)``, both ``(m,)`` bool.
-    Equivalence with ``majority_vote`` is tested on random two-valued stacks.
-    """
-    f64 = torch.float64
-    nh = torch.linalg.vector_norm(h, dim=1, dtype=f64)
-    nb = torch.linalg.vector_norm(b, dim=1, dtype=f64)
-    fin_h, fin_b = torch.isfinite(nh), torch.isfinite(nb)
-    dist = torch.linalg.vector_norm(h - b, dim=1, dtype=f64)
-    agree = fin_h & fin_b & (dist <= rtol * torch.maximum(nh, nb) + atol)
-    valid = present & torch.where(byz, fin_b.unsqueeze(1), fin_h.unsqueeze(1))
-    cnt_h = (valid & ~byz).sum(1)
-    cnt_b = (valid & byz).sum(1)
-    sup_h = cnt_h + agree * cnt_b
-    sup_b = cnt_b + agree * cnt_h
-    support = torch.where(byz, sup_b.unsqueeze(1), sup_h.unsqueeze(1))
-    support = torch.where(valid, support, torch.zeros_like(support))
-    winner = torch.argmax(support, dim=1)  # first maximum: lowest copy index
-    best = support.gather(1, winner.unsqueeze(1)).squeeze(1)
-    ok = best >= (r + 1) // 2
-    win_byz = byz.gather(1, winner.unsqueeze(1)).squeeze(1) & ok
-    return win_byz, ok
+def distorted_files(res: VoteResult, usable: Tensor, candidates: Tensor, honest: Any) -> int:
+    """Decoded inputs of the rule that are not the honest value (an observer's count: it needs
+    to know which copies are honest). ``candidates``: ``(files,)`` bool, files that can differ
+    (a Byzantine copy won, or no majority); ``honest(i)``: file ``i``'s honest value, or None
+    when no honest copy arrived (then any usable decoded value counts as distorted)."""
+    count = 0
+    for i in torch.nonzero(usable & candidates).flatten().tolist():
+        h = honest(i)
+        count += int(h is None or not torch.equal(res.values[i], h))
+    return count
 
 
 class VoteScheme:
@@ -131,57 +114,56 @@ class VoteScheme:
 
     # ------------------------------------------------------------------ one step
     def simulate(self, view: StepView) -> tuple[Tensor, StepInfo]:
+        """The simulator's step: the same decoder as the real server's, on a stack of every
+        file's honest gradient followed by the Byzantine rows (one per attacked file, what every
+        received Byzantine copy of that file sends); each copy points at its row."""
         G = view.honest
-        wo = self.workers_of
+        F, wo = self.num_files, self.workers_of
         present = view.received[wo]
         byz_in = view.byzantine[wo] & present  # (files, r): received Byzantine copies
         slots, values = self._attack_values(view)
-
-        contested = ~present.all(1)
+        copy_rows = torch.arange(F).unsqueeze(1).expand(F, self.r)
+        rows = G
         if values is not None:
-            contested |= byz_in.any(1)
-        ci = torch.nonzero(contested).flatten()
-        keep = torch.ones(self.num_files, dtype=torch.bool)
-        distorted = dropped = 0
-        voted = None
-        if ci.numel():
-            h = G[ci]
-            if values is not None:
-                slot_of = torch.full((self.num_files,), -1, dtype=torch.long)
-                slot_of[slots] = torch.arange(slots.numel())
-                rows = slot_of[ci]
-                b = torch.where((rows >= 0).unsqueeze(1), values[rows.clamp(min=0)].to(h.dtype), h)
-            else:
-                b = h
-            win_byz, ok = two_value_vote(
-                h, b, byz_in[ci], present[ci], r=self.r, rtol=self.vote_rtol
-            )
-            voted = torch.where(win_byz.unsqueeze(1), b, h)
-            usable = ok
-            if self.on_no_majority == "median" and not bool(ok.all()):
-                bad = torch.nonzero(~ok).flatten()
-                copies = torch.where(byz_in[ci][bad].unsqueeze(2), b[bad].unsqueeze(1), h[bad].unsqueeze(1))
-                res = majority_vote(copies, present[ci][bad], rtol=self.vote_rtol,
-                                    on_no_majority="median")
-                voted[bad] = res.values
-                usable = torch.ones_like(ok)
-            keep[ci[~usable]] = False
-            dropped = int((~ok).sum())
-            distorted = int((usable & (voted != h).any(1)).sum())
-        stack = G if voted is None else G.index_copy(0, ci, voted.to(G.dtype))
-        stack = stack[keep]
-        if stack.shape[0] == 0:
-            raise RuntimeError(
-                f"{self.name}: step {view.step}: every file was dropped (no majority, or no copy "
-                "arrived); nothing to aggregate"
-            )
-        grad = self.aggregator(stack)
+            rows = torch.cat([G, values.to(G.dtype)])
+            slot_of = torch.full((F,), -1, dtype=torch.long)
+            slot_of[slots] = torch.arange(slots.numel())
+            byz_row = (F + slot_of).unsqueeze(1).expand(F, self.r)
+            copy_rows = torch.where(byz_in & (slot_of >= 0).unsqueeze(1), byz_row, copy_rows)
+        res = self._vote(rows, copy_rows, present)
+        usable = self._usable(res)
+        grad = self._aggregate(res, usable, view.step)
+        contested = ~present.all(1) | byz_in.any(1)
         info = StepInfo(
-            distorted_files=distorted,
-            dropped_files=dropped,
+            distorted_files=distorted_files(res, usable, contested, lambda i: G[i]),
+            dropped_files=int((~res.ok).sum()),
             received=int(view.received.sum()),
         )
         return grad, info
+
+    # ------------------------------------------------------------------ the decoder
+    def _vote(self, rows: Tensor, copy_rows: Tensor, present: Tensor) -> VoteResult:
+        """Vote every file over its present copies ``rows[copy_rows[i, c]]``, into the buffer
+        kept across steps."""
+        return vote_rows(rows, copy_rows, present, rtol=self.vote_rtol,
+                         on_no_majority=self.on_no_majority, out=self._vote_buffer(rows))
+
+    def _usable(self, res: VoteResult) -> Tensor:
+        """Files the rule aggregates: those with a majority (or all, with the median policy)."""
+        return res.ok if self.on_no_majority == "drop" else torch.ones_like(res.ok)
+
+    def _aggregate(self, res: VoteResult, usable: Tensor, step: int) -> Tensor:
+        """The rule over the usable decoded files (an error when none is left)."""
+        if not bool(usable.any()):
+            raise RuntimeError(
+                f"{self.name}: step {step}: every file was dropped (no majority, or no copy "
+                "arrived); nothing to aggregate"
+            )
+        out = res.values
+        grad = self.aggregator(out if bool(usable.all()) else out[usable])
+        if grad.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+            grad = grad.clone()  # a rule that returned a view of an input row: the buffer is reused
+        return grad
 
     # ------------------------------------------------------------------ real messages
     # The distributed runtime (byzantium.runtime.distributed) runs the same object: each worker
@@ -266,18 +248,16 @@ class VoteScheme:
         byzantine: Tensor | None = None,
         **_: Any,
     ) -> tuple[Tensor, StepInfo]:
-        """The server's step on real messages: vote every file over its received copies
-        (:func:`~byzantium.decoding.vote.vote_messages` with ``vote_rtol``: honest replicas
-        computed in different processes need not be bit-identical), then the aggregator over the
-        files that reached a majority (or their copy median).
+        """The server's step on real messages: the decoder (:meth:`_vote`: every file voted
+        over its received copies with ``vote_rtol``, since honest replicas computed in different
+        processes need not be bit-identical), then the aggregator over the files that reached a
+        majority (or their copy median).
 
         ``messages``: ``(K, l, d)``, row ``w`` worker ``w``'s message (anything where
         ``received[w]`` is False); ``received``: ``(K,)`` bool. ``byzantine`` (instrumentation
-        only, from the run's configuration) lets ``distorted_files`` count files whose winning
-        copy is Byzantine and differs from the first received honest copy.
+        only, from the run's configuration) lets ``distorted_files`` count files whose decoded
+        value is not the first received honest copy.
         """
-        from ..decoding.vote import vote_messages
-
         K, l = self.num_workers, self.assignment.l
         if messages.dim() != 3 or messages.shape[:2] != (K, l):
             raise ValueError(
@@ -285,31 +265,24 @@ class VoteScheme:
                 f"{tuple(messages.shape)}"
             )
         received = received.to(torch.bool)
-        out = self._vote_buffer(messages)
-        res = vote_messages(messages, self.assignment, received, rtol=self.vote_rtol,
-                            on_no_majority=self.on_no_majority, out=out)
-        usable = res.ok if self.on_no_majority == "drop" else torch.ones_like(res.ok)
-        if not bool(usable.any()):
-            raise RuntimeError(
-                f"{self.name}: step {step}: every file was dropped (no majority, or no copy "
-                "arrived); nothing to aggregate"
-            )
-        grad = self.aggregator(res.values if bool(usable.all()) else res.values[usable])
-        if grad.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
-            grad = grad.clone()  # a rule that returned a view of an input row: the buffer is reused
+        if getattr(self, "_slots", None) is None:
+            self._slots = torch.as_tensor(self.assignment.copy_slots(), dtype=torch.long)
+        slots = self._slots  # (files, r) rows of the flat (K*l, d) message stack
+        flat = messages.reshape(K * l, -1)
+        res = self._vote(flat, slots, received[slots // l])
+        usable = self._usable(res)
+        grad = self._aggregate(res, usable, step)
         distorted = 0
         if byzantine is not None and bool(byzantine.any()):
-            if getattr(self, "_slots", None) is None:
-                self._slots = torch.as_tensor(self.assignment.copy_slots(), dtype=torch.long)
-            slots = self._slots  # (files, r) rows of the flat (K*l, d) message stack
             is_byz = byzantine.to(torch.bool)[self.workers_of]
             honest = received[slots // l] & ~is_byz
             win_byz = is_byz.gather(1, res.winner.clamp(min=0).unsqueeze(1)).squeeze(1) & res.ok
             first_h = torch.argmax(honest.to(torch.int8), dim=1)
-            flat = messages.reshape(K * l, -1)
-            for i in torch.nonzero(usable & win_byz).flatten().tolist():  # the few files won
-                h = int(slots[i, first_h[i]])
-                distorted += int(not bool(honest[i].any()) or not torch.equal(res.values[i], flat[h]))
+
+            def honest_value(i: int) -> Tensor | None:
+                return flat[int(slots[i, first_h[i]])] if bool(honest[i].any()) else None
+
+            distorted = distorted_files(res, usable, win_byz | ~res.ok, honest_value)
         info = StepInfo(
             distorted_files=distorted,
             dropped_files=int((~res.ok).sum()),
