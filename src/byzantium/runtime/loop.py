@@ -159,12 +159,13 @@ def train(
     plot: tuple[str, str] | None = None,
     on_stop: Callable[[int, str, Path | None], None] | None = None,
     summary_path: Path | None = None,
+    clocks: Clocks | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run ``stepper`` from its newest checkpoint (``resume``) or from ``start``/0 up to
     ``steps`` (at most ``max_steps`` of them in this call); return ``(summary, rows)``.
 
     ``checkpoints``: where state is saved and resumed (default :class:`RunCheckpoints` of
-    ``run_dir``); ``start``: the step to begin at when the caller restored state itself;
+    ``run_dir``); ``start`` (with its ``clocks``): the step to begin at when the caller restored state itself;
     ``checkpoint_at_end``: also checkpoint the last step of this call; ``checkpoint_on_stop``:
     checkpoint the last completed step when a :class:`StopRun` ends the run; ``before_step(t)``: a hook
     (fault injection); ``plot``: ``(label, title)`` of ``accuracy.png``; ``on_stop(step, error,
@@ -172,7 +173,7 @@ def train(
     """
     run_dir = Path(run_dir)
     store = checkpoints if checkpoints is not None else RunCheckpoints(run_dir)
-    clocks = Clocks()
+    clocks = clocks or Clocks()
     t = start or 0
     found = store.newest() if resume else None
     if found is not None:

@@ -215,7 +215,10 @@ def _serve() -> None:  # pragma: no cover - the zygote process
     toy = data.Dataset(name="warm-up", x_train=torch.zeros(4, 3), y_train=torch.zeros(4, dtype=torch.long),
                        x_test=torch.zeros(2, 3), y_test=torch.zeros(2, dtype=torch.long),
                        num_classes=2, input_shape=(3,))
-    models.build_model("mlp", toy, seed=0, hidden=[2])
+    toy_model = models.build_model("mlp", toy, seed=0, hidden=[2])
+    # the first torch optimizer imports torch._dynamo (~3.7 s): every server builds one (the
+    # star server's SGD, ByzSGD's learning-rate table)
+    torch.optim.SGD(toy_model.parameters(), lr=0.1)
 
     out = sys.stdout
     sel = selectors.DefaultSelector()

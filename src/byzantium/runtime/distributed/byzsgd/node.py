@@ -29,13 +29,14 @@ from typing import Any, Callable
 import torch
 
 from ....config import RunConfig
+from ...loop import StopRun
 from ..frames import FrameRejected, validate_frame
 from ..mesh import Arrival, Lost, Mesh
 
 __all__ = ["Layout", "pairs", "build_deployment", "Inbox", "QuorumError", "Received", "feasible_f"]
 
 
-class QuorumError(RuntimeError):
+class QuorumError(StopRun):
     """A ByzSGD party cannot gather the quorum it needs (too many peers dead or silent)."""
 
 

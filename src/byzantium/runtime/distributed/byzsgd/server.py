@@ -37,7 +37,6 @@ wall time, the seconds it waited, gradients counted, test accuracy at eval steps
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -52,7 +51,7 @@ from ....seeding import generator
 from ....training.models import evaluate
 from ....training.pergrad import set_flat_params
 from ....training.results import MetricsWriter
-from ...loop import progress_line
+from ...loop import Clocks, LineProgress, StopRun, train
 from ..faults import process_fault
 from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
@@ -217,6 +216,72 @@ class _Server:
         return waited
 
 
+class ServerCheckpoints:
+    """Server ``rank``'s checkpoints under ``servers/ps<rank>/`` (:mod:`.checkpoint`); resume
+    is by step (the newest step a quorum of servers has), so the caller restores them itself."""
+
+    def __init__(self, run_dir: Path, rank: int) -> None:
+        self.run_dir, self.rank = Path(run_dir), rank
+
+    def save(self, step: int, state: dict[str, Any]) -> Path:
+        return save_server_state(self.run_dir, self.rank, step, state)
+
+    def newest(self) -> None:
+        return None
+
+
+class ByzSGDServerStepper:
+    """The training loop's step on a ByzSGD server rank: :meth:`_Server.step` (gradients from a
+    quorum of workers, MDA, SGD, the gather every T steps); evaluation of its own model, kept as
+    a snapshot for the merged drift."""
+
+    def __init__(self, srv: _Server, cluster: Any, dataset: Any, out: Path, steps: int,
+                 snapshots: tuple[list[int], list[torch.Tensor]]) -> None:
+        self.srv, self.cluster, self.dataset, self.out, self.steps = srv, cluster, dataset, out, steps
+        self.snap_steps, self.snapshots = snapshots
+        self.t = srv.start  # the step being run (after a catch-up jump: the step joined)
+        self.reached = srv.start  # steps completed
+
+    def step(self, t: int) -> dict[str, Any]:
+        self.srv.inbox.echo_lost = t + 1 < self.steps
+        row = self.srv.step(t)
+        self.t = row["step"]
+        self.reached = self.t + 1
+        return row
+
+    def evaluate(self) -> dict[str, Any]:
+        set_flat_params(self.cluster.template, self.srv.theta)
+        ev = evaluate(self.cluster.template, self.dataset,
+                      batch_size=self.srv.cfg.training.eval_batch_size)
+        self.snapshots.append(self.srv.theta.clone())
+        self.snap_steps.append(self.t)
+        torch.save({"steps": self.snap_steps, "models": torch.stack(self.snapshots)},
+                   self.out / "snapshots.pt")
+        return {"test_loss": ev.get("loss"), "test_accuracy": ev.get("accuracy")}
+
+    def state_dict(self) -> dict[str, Any]:
+        srv = self.srv
+        return {"theta": srv.theta, "buf": srv.buf, "correct_seen": srv.correct_seen,
+                "history": list(srv.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        raise RuntimeError("a ByzSGD server resumes by step (load_server_state), not here")
+
+    def summary(self, rows: list[dict[str, Any]], clocks: Clocks, error: str | None) -> dict[str, Any]:
+        srv, mesh = self.srv, self.srv.mesh
+        sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
+        return {
+            "server": srv.s, "byzantine": srv.byzantine, "first_step": srv.start,
+            "steps_completed": self.reached, "completed": error is None,
+            "steps_run": srv.steps_run, "steps_skipped": srv.skipped, "gathers_run": srv.gathers_run,
+            "error": error, "frames_sent": sent, "frames_replaced": mesh.replaced,
+            "frames_undelivered": mesh.undelivered,
+            "rejections": dict(sorted(srv.inbox.rejections.items())),
+            "lost": {str(k): v for k, v in sorted(srv.inbox.lost.items())},
+            "gather_period": self.cluster.T,
+        }
+
+
 def run_byzsgd_server(
     cfg: Any,
     run_dir: Path,
@@ -250,7 +315,6 @@ def run_byzsgd_server(
             f"run directory {run_dir}")
     srv = _Server(rank, cfg, cluster, dataset, mesh, max(64, 4 * cluster.T), opts, session, out, say,
                   resumed=bool(resume_step))
-    metrics = MetricsWriter(out / "metrics.csv", SERVER_FIELDS)
     faults = opts.faults_of(rank, role="server")
     steps = cfg.training.steps
     snapshots: list[torch.Tensor] = []
@@ -261,68 +325,40 @@ def run_byzsgd_server(
         state = load_server_state(run_dir, rank, start)
         if state is not None:
             srv.theta, srv.buf = state["theta"], state["buf"]
-            srv.correct_seen, wall = state["correct_seen"], float(state["wall"])
+            srv.correct_seen = state["correct_seen"]
+            wall = float(state.get("wall_time", state.get("wall", 0.0)))
             srv.history.extend(state["history"])
         say(f"server {rank}: resuming at step {start} from "
             + (f"its checkpoint of step {state['step']}" if state is not None else "the initial model")
             + (" (a lagging server until the next gather)" if state is None or state["step"] != start else ""))
-        if (out / "metrics.csv").exists():
-            metrics.truncate(start - 1)
-        else:
-            metrics.reset()
         if (out / "snapshots.pt").exists():
             sn = torch.load(out / "snapshots.pt", weights_only=True)
             keep = [i for i, st in enumerate(sn["steps"]) if st < start]
             snap_steps, snapshots = [sn["steps"][i] for i in keep], [sn["models"][i] for i in keep]
-    else:
-        metrics.reset()
     srv.start = start
-    every = cfg.training.checkpoint_every
-    error: str | None = None
-    t = start
-    t_run = time.perf_counter()
-    try:
-        while t < steps:
-            for at in sorted(st for st in faults if st <= t):  # also those of steps jumped over
-                process_fault(faults.pop(at), f"server {rank}", at, say)
-            t0 = time.perf_counter()
-            srv.inbox.echo_lost = t + 1 < steps
-            row = srv.step(t)
-            t = row["step"]
-            wall += time.perf_counter() - t0
-            row["wall_time"] = wall
-            if (t + 1) % cfg.training.eval_every == 0 or t + 1 == steps:
-                set_flat_params(cluster.template, srv.theta)
-                ev = evaluate(cluster.template, dataset, batch_size=cfg.training.eval_batch_size)
-                row["test_loss"], row["test_accuracy"] = ev.get("loss"), ev.get("accuracy")
-                snapshots.append(srv.theta.clone())
-                snap_steps.append(t)
-                torch.save({"steps": snap_steps, "models": torch.stack(snapshots)}, out / "snapshots.pt")
-            metrics.append(row)
-            if every and (t + 1) % every == 0 and t + 1 < steps:
-                save_server_state(run_dir, rank, t + 1, {
-                    "theta": srv.theta, "buf": srv.buf, "correct_seen": srv.correct_seen,
-                    "history": list(srv.history), "wall": wall})
-            pe = opts.progress_every
-            if rank == 0 and pe and ((t + 1) % pe == 0 or t + 1 == steps):
-                say(progress_line(t, steps, start, t_run, row["loss"], row.get("test_accuracy"),
-                                  row["received"], cfg.workers))
-            t += 1
-    except QuorumError as e:
-        error = str(e)
+    stepper = ByzSGDServerStepper(srv, cluster, dataset, out, steps, (snap_steps, snapshots))
+
+    def before_step(t: int) -> None:
+        for at in sorted(st for st in faults if st <= t):  # also those of steps jumped over
+            process_fault(faults.pop(at), f"server {rank}", at, say)
+
+    def on_stop(t: int, error: str, path: Path | None) -> None:
         srv.events.write(t, "stopped", None, detail=error)
+
+    try:
+        summary, _ = train(
+            stepper, run_dir=Path(run_dir), steps=steps, eval_every=cfg.training.eval_every,
+            checkpoint_every=cfg.training.checkpoint_every,
+            metrics=MetricsWriter(out / "metrics.csv", SERVER_FIELDS),
+            checkpoints=ServerCheckpoints(run_dir, rank), start=start, clocks=Clocks(wall_time=wall),
+            checkpoint_at_end=False, checkpoint_on_stop=False, before_step=before_step,
+            progress=lambda first: LineProgress(say, steps, first,
+                                                opts.progress_every if rank == 0 else 0, cfg.workers),
+            on_stop=on_stop, summary_path=out / "summary.json",
+        )
+    except StopRun as e:
+        raise QuorumError(str(e)) from None
     finally:
         mesh.flush(min(10.0, opts.evict_timeout))
         mesh.close()
-    sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
-    summary = {
-        "server": rank, "byzantine": srv.byzantine, "first_step": start, "steps_completed": t, "completed": error is None,
-        "steps_run": srv.steps_run, "steps_skipped": srv.skipped, "gathers_run": srv.gathers_run,
-        "error": error, "frames_sent": sent, "frames_replaced": mesh.replaced, "frames_undelivered": mesh.undelivered,
-        "rejections": dict(sorted(srv.inbox.rejections.items())),
-        "lost": {str(k): v for k, v in sorted(srv.inbox.lost.items())}, "gather_period": cluster.T,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if error is not None:
-        raise QuorumError(error)
     return summary
