@@ -64,22 +64,30 @@ class CyclicScheme:
         R = Y.clone()
         for j, row in self._attack_rows(view, Y).items():
             R[j] = row
-        missing = ~view.received
+        grad, info = self._decode(R, view.received, view.generator, view.byzantine)
+        return grad.to(G.dtype), info
+
+    def _decode(self, R: Tensor, received: Tensor, generator: torch.Generator,
+                byzantine: Tensor | None) -> tuple[Tensor, StepInfo]:
+        """The decoder both runtimes use: missing messages are erasures (zeroed in ``R``, a copy
+        the caller owns), the code locates the adversaries on the secret projection drawn from
+        ``generator`` and returns the exact mean part-gradient. ``byzantine`` (the observer's
+        knowledge) only counts the Byzantine workers the locator did not flag."""
+        missing = ~received
         if missing.any():
             R[missing] = 0
-        res = self.code.decode(R, view.generator)
-        grad = res.mean().to(G.dtype)
+        res = self.code.decode(R, generator)
         flagged = set(res.flagged)
-        byz_ids = torch.nonzero(view.byzantine).flatten().tolist()
+        byz_ids = [] if byzantine is None else torch.nonzero(byzantine).flatten().tolist()
         missed = [j for j in byz_ids if j not in flagged]
         info = StepInfo(
             distorted_files=0 if res.residual < 1e-6 else len(missed),
             dropped_files=int(missing.sum()),
-            received=int(view.received.sum()),
+            received=int(received.sum()),
             byzantine_accepted=len(missed),
             extra={"decode_residual": res.residual},
         )
-        return grad, info
+        return res.mean(), info
 
     # ------------------------------------------------------------------ real messages
     # Used by the distributed runtime (byzantium.runtime.distributed); see VoteScheme.
@@ -146,22 +154,9 @@ class CyclicScheme:
                 f"{self.name}.server_aggregate: messages must be a complex ({K}, d) tensor, got "
                 f"{messages.dtype} {tuple(messages.shape)}"
             )
-        received = received.to(torch.bool)
         R = messages.to(torch.complex128).clone()
-        R[~received] = 0
-        res = self.code.decode(R, generator)
-        grad = res.mean().to(torch.float32)
-        flagged = set(res.flagged)
-        byz_ids = [] if byzantine is None else torch.nonzero(byzantine).flatten().tolist()
-        missed = [j for j in byz_ids if j not in flagged]
-        info = StepInfo(
-            distorted_files=0 if res.residual < 1e-6 else len(missed),
-            dropped_files=int((~received).sum()),
-            received=int(received.sum()),
-            byzantine_accepted=len(missed),
-            extra={"decode_residual": res.residual},
-        )
-        return grad, info
+        grad, info = self._decode(R, received.to(torch.bool), generator, byzantine)
+        return grad.to(torch.float32), info
 
     def check_live(self, alive: Tensor) -> str | None:
         """The code corrects ``s`` errors in all: dead workers (erasures decoded as errors) plus

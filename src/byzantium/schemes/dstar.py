@@ -90,15 +90,22 @@ class DStarScheme:
         rows = self._attack_rows(view, g_v)
         if rows is not None:
             X[is_byz] = rows.to(X.dtype)
+        grad, info = self._decode(X, g_v, is_byz)
+        return grad.to(G.dtype), info
+
+    def _decode(self, X: Tensor, g_v: Tensor | None, is_byz: Tensor) -> tuple[Tensor, StepInfo]:
+        """The decoder both runtimes use: the dSTAR-I filter over the arrivals ``X`` (in arrival
+        order) with the validation gradient ``g_v``. ``is_byz`` (the observer's knowledge) only
+        counts the Byzantine rows the filter accepted."""
         res = self._filter(X, g_v)
         accepted_byz = int((res.accepted & is_byz).sum())
         info = StepInfo(
             distorted_files=accepted_byz,
             dropped_files=int((~res.accepted).sum()),
-            received=int(order.numel()),
+            received=int(X.shape[0]),
             byzantine_accepted=accepted_byz,
         )
-        return res.gradient.to(G.dtype), info
+        return res.gradient, info
 
     # ------------------------------------------------------------------ real messages
     # Used by the distributed runtime (byzantium.runtime.distributed); see VoteScheme.
@@ -167,19 +174,11 @@ class DStarScheme:
         ids = torch.nonzero(received.to(torch.bool)).flatten() if order is None else order
         if ids.numel() == 0:
             raise RuntimeError(f"{self.name}: step {step}: no message to aggregate")
-        X = messages[ids]
         g_v = validation() if callable(validation) else validation
-        res = self._filter(X, g_v)
         is_byz = (byzantine.to(torch.bool)[ids] if byzantine is not None
                   else torch.zeros(ids.numel(), dtype=torch.bool))
-        accepted_byz = int((res.accepted & is_byz).sum())
-        info = StepInfo(
-            distorted_files=accepted_byz,
-            dropped_files=int((~res.accepted).sum()),
-            received=int(ids.numel()),
-            byzantine_accepted=accepted_byz,
-        )
-        return res.gradient.to(torch.float32), info
+        grad, info = self._decode(messages[ids], g_v, is_byz)
+        return grad.to(torch.float32), info
 
     def check_live(self, alive: Tensor) -> str | None:
         """First-``k`` needs ``k`` live workers."""
