@@ -50,14 +50,22 @@ class Registry(Generic[T]):
 
         return deco
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (a test's or a plug-in's temporary entry); returns the entry."""
+        entry = self[name]
+        del self._entries[name]
+        del self._params[name]
+        return entry
+
     def __getitem__(self, name: str) -> T:
         try:
             return self._entries[name]
         except (KeyError, TypeError):
             raise self.error(self.unknown(name)) from None
 
-    def get(self, name: str) -> T:
-        return self[name]
+    def get(self, name: str, default: Any = None) -> Any:
+        """The entry, or ``default`` when ``name`` is not registered (as ``dict.get``)."""
+        return self._entries.get(name, default)
 
     def unknown(self, name: Any, path: str | None = None) -> str:
         """The message for an unknown ``name``: the value and the allowed names."""
@@ -94,3 +102,6 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())

@@ -276,4 +276,4 @@ def test_data_level_attack_carries_its_label_transform():
         assert atk.transform_labels(torch.tensor([0, 5, 8]), 10).tolist() == [3, 8, 1]
         assert ("test_label_shift", "local", "", "data", "by=1") in A.describe()
     finally:
-        del REGISTRY["test_label_shift"]
+        REGISTRY.remove("test_label_shift")

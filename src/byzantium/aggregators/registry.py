@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 __all__ = [
     "AggregatorError",
     "ConstraintError",
@@ -97,7 +99,7 @@ class Entry:
     params: tuple[str, ...] = field(default_factory=tuple)
 
 
-REGISTRY: dict[str, Entry] = {}
+REGISTRY: Registry[Entry] = Registry("aggregator", error=AggregatorError)
 
 
 def require(name: str, cond: bool, what: str) -> None:
@@ -221,7 +223,7 @@ def _param_names(fn: Callable[..., Any]) -> tuple[str, ...]:
 def _register(entry: Entry) -> None:
     if entry.name in REGISTRY:
         raise ValueError(f"aggregator {entry.name!r} registered twice")
-    REGISTRY[entry.name] = entry
+    REGISTRY.add(entry.name, entry)
 
 
 def _guarded(

@@ -24,6 +24,8 @@ from typing import Any, Callable, Literal, Mapping
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 __all__ = [
     "KNOWLEDGE",
     "AttackError",
@@ -191,7 +193,7 @@ class Entry:
         return self.labels is not None
 
 
-REGISTRY: dict[str, Entry] = {}
+REGISTRY: Registry[Entry] = Registry("attack", error=AttackError)
 
 
 def _const(v: Any) -> Callable[[Mapping[str, Any]], Any]:
@@ -234,7 +236,7 @@ def register(
             raise ValueError(f"attack {name!r} registered twice")
         if entry.knowledge(defaults) not in KNOWLEDGE:
             raise ValueError(f"attack {name!r}: knowledge must be one of {KNOWLEDGE}")
-        REGISTRY[name] = entry
+        REGISTRY.add(name, entry)
 
         def public(ctx: AttackContext, **params: Any) -> Tensor:
             return _run(entry, ctx, _bind(entry, params))[0]

@@ -47,6 +47,8 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 from .base import KNOWLEDGE, AttackError, bind_params, integer, param_defaults, real
 from .statistical import alie_vector
 
@@ -108,7 +110,7 @@ class ServerEntry:
     summary: str
 
 
-SERVER_REGISTRY: dict[str, ServerEntry] = {}
+SERVER_REGISTRY: Registry[ServerEntry] = Registry("server attack", error=AttackError)
 
 
 def register_server_attack(
@@ -131,7 +133,7 @@ def register_server_attack(
             name=name, fn=fn, check=check or (lambda p: p), knowledge=knowledge,
             defaults=MappingProxyType(param_defaults(fn)), reference=reference, summary=summary,
         )
-        SERVER_REGISTRY[name] = entry
+        SERVER_REGISTRY.add(name, entry)
 
         def public(ctx: ServerAttackContext, **params: Any) -> ServerResult:
             return ServerAttack(entry, params)(ctx)

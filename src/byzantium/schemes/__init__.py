@@ -15,7 +15,8 @@ byzsgd.py     byzsgd                           replicated servers (params only)
 
 from __future__ import annotations
 
-from . import byzsgd, byzshield, detox, draco, dstar, vanilla  # noqa: F401  (registration)
+# registration, in the order `byzantium list schemes` and error messages show them
+from . import vanilla, draco, detox, byzshield, dstar, byzsgd  # noqa: F401, I001
 from .base import Scheme, StepInfo, StepView
 from .cyclic import CyclicScheme
 from .dstar import DStarScheme
