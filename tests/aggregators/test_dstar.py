@@ -245,6 +245,30 @@ def test_input_errors_and_small_k_override():
     assert r.accepted.tolist() == [True, False, False, True, False]
 
 
+def test_variant_e_buckets_shrink_to_the_finite_arrivals():
+    # buckets=5 = k, but one row is NaN: 4 singleton buckets, so the median of the 4 finite rows
+    x = G.clone()
+    x[4, 1] = math.nan
+    r = dstar_filter(x, GV, f=1, variant="E", buckets=5)
+    assert r.nonfinite == 1 and bool(torch.isfinite(r.center).all())
+    close(r.center, [1.05, 1.0])
+
+
+def test_remaining_error_messages():
+    with pytest.raises(ConstraintError, match="f must be an integer, got f=1.5"):
+        dstar_filter(G, GV, f=1.5)
+    with pytest.raises(ConstraintError, match="num_workers must be an integer, got num_workers=True"):
+        dstar_filter(G, GV, f=1, num_workers=True)
+    with pytest.raises(ConstraintError, match="buckets must be an integer, got buckets=3.0"):
+        dstar_filter(G, GV, f=1, variant="E", buckets=3.0)
+    with pytest.raises(ValueError, match="variant D needs a validation gradient; only variant C runs"):
+        dstar_filter(G, None, f=1, variant="D")
+    with pytest.raises(NonFiniteError, match="all k=3 arrivals contain NaN/Inf"):
+        dstar_filter(torch.full((3, 2), math.nan, dtype=F64), GV, f=3, allow_small_k=True)
+    with pytest.raises(ValueError, match=r"byzantine mask must have shape \(5,\), got \(4,\)"):
+        filter_stats(dstar_filter(G, GV, f=1), torch.zeros(4, dtype=torch.bool))
+
+
 def test_module_registers_nothing():
     assert all(e.fn.__module__ != "byzantium.aggregators.dstar" for e in agg.REGISTRY.values())
     assert not any("dstar" in name for name in agg.REGISTRY)

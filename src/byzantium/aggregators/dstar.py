@@ -40,6 +40,7 @@ so it is not a plain ``(n, d) -> (d,)`` rule.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Mapping
@@ -51,14 +52,6 @@ from ._select import coordinate_median, partition_rows
 from .registry import AggregatorError, ConstraintError, NonFiniteError
 
 __all__ = ["VARIANTS", "DStarResult", "dstar_filter", "filter_stats"]
-
-VARIANTS: dict[str, str] = {
-    "A": "dSTAR-I: CwMed(arrivals + g_v), threshold lam * ||g_v - m|| * sqrt(b_v/b)",
-    "B": "anchor g_v, threshold lam * median ||g_i - g_v||",
-    "C": "CwMed(arrivals + g_v), threshold lam * median ||g_i - m||",
-    "D": "CwMed(CwMed, CwTM_f, g_v), threshold lam * ||g_v - m|| * sqrt(b_v/b)",
-    "E": "median of bucket means, threshold lam * ||g_v - m|| * sqrt(b_v/b)",
-}
 
 _NAME = "dstar_filter"
 
@@ -82,6 +75,24 @@ class DStarResult:
     variant: str
     scale: float
     nonfinite: int
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The checked parameters of one call. ``ratio`` is sqrt(b_v / b) (1 without batch sizes).
+    ``buckets`` is checked by variant E once the non-finite rows are dropped, so too many
+    non-finite rows is reported before a bad ``buckets``."""
+
+    k: int
+    f: int
+    lam: float
+    ratio: float
+    allow_small_k: bool
+    buckets: Any
+    generator: torch.Generator | None
+
+
+# ---------------------------------------------------------------- building blocks
 
 
 def _midpoint_median_1d(x: Tensor) -> Tensor:
@@ -116,12 +127,244 @@ def _trimmed_mean(x: Tensor, f: int) -> Tensor:
     return partition_rows(rest, m - 1)[:m].mean(dim=0)
 
 
+def _bucket_count(s: _Settings, kept: int, f_left: int) -> int:
+    """Variant E's number of buckets for ``kept`` finite arrivals (``f_left`` Byzantine left)."""
+    if s.buckets is None:
+        return min(kept, 2 * f_left + 1)
+    nb = _check_int("buckets", s.buckets, 1)
+    if nb > s.k:
+        raise ConstraintError(f"{_NAME}: buckets must be <= k, got buckets={nb}, k={s.k}")
+    if not s.allow_small_k and nb < 2 * s.f + 1:
+        raise ConstraintError(
+            f"{_NAME}: variant E requires buckets >= 2f + 1 (each Byzantine spoils one "
+            f"bucket), got buckets={nb}, f={s.f}"
+        )
+    return min(nb, kept)  # rows rejected as non-finite leave fewer arrivals to bucket
+
+
+# ---------------------------------------------------------------- the parts a variant picks
+
+# a center: (finite arrivals, g_v or None, settings, Byzantine left among them) -> (d,)
+Center = Callable[[Tensor, Tensor | None, _Settings, int], Tensor]
+# a reference scale: (deviations, g_v or None, center, sqrt(b_v/b)) -> r
+Scale = Callable[[Tensor, Tensor | None, Tensor, float], float]
+
+
+def _median_with_validation(x: Tensor, g_v: Tensor | None, s: _Settings, f_left: int) -> Tensor:
+    """A, C: CwMed of the arrivals and ``g_v`` (the arrivals alone when ``g_v`` is None)."""
+    ens = x if g_v is None else torch.cat([x, g_v[None]], dim=0)
+    return coordinate_median(ens).to(x.device)
+
+
+def _validation_anchor(x: Tensor, g_v: Tensor, s: _Settings, f_left: int) -> Tensor:
+    """B: the validation gradient itself."""
+    return g_v.clone()
+
+
+def _median_of_aggregators(x: Tensor, g_v: Tensor, s: _Settings, f_left: int) -> Tensor:
+    """D: CwMed of (CwMed, CwTM_f, g_v)."""
+    members = torch.stack([
+        coordinate_median(x).to(x.device), _trimmed_mean(x, f_left).to(x.device), g_v,
+    ])
+    return coordinate_median(members).to(x.device)
+
+
+def _median_of_bucket_means(x: Tensor, g_v: Tensor, s: _Settings, f_left: int) -> Tensor:
+    """E: CwMed of the bucket means of the arrivals."""
+    nb = _bucket_count(s, x.shape[0], f_left)
+    return coordinate_median(_bucket_means(x, nb, s.generator)).to(x.device)
+
+
+def _median_deviation(dev: Tensor, g_v: Tensor | None, center: Tensor, ratio: float) -> float:
+    """B, C: the median of the deviations."""
+    return float(_midpoint_median_1d(dev))
+
+
+def _validation_deviation(dev: Tensor, g_v: Tensor, center: Tensor, ratio: float) -> float:
+    """A, D, E: ``||g_v - m|| * sqrt(b_v/b)``; the median deviation when that is exactly 0."""
+    scale = float(torch.linalg.vector_norm(g_v - center)) * ratio
+    if scale == 0.0:
+        return _median_deviation(dev, g_v, center, ratio)
+    return scale
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """What a variant is made of: a one-line description, its center and its reference scale."""
+
+    about: str
+    center: Center
+    scale: Scale
+    needs_validation: bool = True
+    takes_buckets: bool = False
+
+
+_RULES: dict[str, _Variant] = {
+    "A": _Variant(
+        "dSTAR-I: CwMed(arrivals + g_v), threshold lam * ||g_v - m|| * sqrt(b_v/b)",
+        _median_with_validation, _validation_deviation,
+    ),
+    "B": _Variant(
+        "anchor g_v, threshold lam * median ||g_i - g_v||", _validation_anchor, _median_deviation,
+    ),
+    "C": _Variant(
+        "CwMed(arrivals + g_v), threshold lam * median ||g_i - m||",
+        _median_with_validation, _median_deviation, needs_validation=False,
+    ),
+    "D": _Variant(
+        "CwMed(CwMed, CwTM_f, g_v), threshold lam * ||g_v - m|| * sqrt(b_v/b)",
+        _median_of_aggregators, _validation_deviation,
+    ),
+    "E": _Variant(
+        "median of bucket means, threshold lam * ||g_v - m|| * sqrt(b_v/b)",
+        _median_of_bucket_means, _validation_deviation, takes_buckets=True,
+    ),
+}
+
+VARIANTS: dict[str, str] = {name: rule.about for name, rule in _RULES.items()}
+
+
+def _variant_names(keep: Callable[[_Variant], bool]) -> str:
+    return ", ".join(name for name, rule in _RULES.items() if keep(rule))
+
+
+# ---------------------------------------------------------------- checks
+
+
 def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConstraintError(f"{_NAME}: {name} must be an integer, got {name}={value!r}")
     if value < low:
         raise ConstraintError(f"{_NAME}: {name} must be >= {low}, got {name}={value}")
     return int(value)
+
+
+def _check_arrivals(arrivals: Any) -> Tensor:
+    if not isinstance(arrivals, Tensor) or arrivals.dim() != 2 or arrivals.shape[0] < 1:
+        shape = tuple(arrivals.shape) if isinstance(arrivals, Tensor) else type(arrivals).__name__
+        raise AggregatorError(f"{_NAME}: arrivals must be a (k, d) tensor with k >= 1, got {shape}")
+    if not arrivals.is_floating_point():
+        raise AggregatorError(f"{_NAME}: arrivals must be float32 or float64, got {arrivals.dtype}")
+    return arrivals
+
+
+def _check_variant(variant: Any) -> str:
+    name = str(variant).upper()
+    if name not in _RULES:
+        raise AggregatorError(f"{_NAME}: unknown variant {variant!r}; allowed: {sorted(VARIANTS)}")
+    return name
+
+
+def _check_validation(validation: Any, name: str, arrivals: Tensor) -> Tensor | None:
+    """The trusted validation gradient in the arrivals' dtype and device (None only where the
+    variant runs without one)."""
+    if validation is None:
+        if _RULES[name].needs_validation:
+            raise AggregatorError(
+                f"{_NAME}: variant {name} needs a validation gradient; only variant "
+                f"{_variant_names(lambda rule: not rule.needs_validation)} runs without one"
+            )
+        return None
+    d = arrivals.shape[1]
+    if not isinstance(validation, Tensor) or validation.shape != (d,):
+        shape = (
+            tuple(validation.shape) if isinstance(validation, Tensor) else type(validation).__name__
+        )
+        raise AggregatorError(f"{_NAME}: validation must be a ({d},) tensor, got {shape}")
+    if not bool(torch.isfinite(validation).all()):
+        raise NonFiniteError(
+            f"{_NAME}: the validation gradient holds NaN/Inf; it is trusted, so this is an error"
+        )
+    return validation.to(dtype=arrivals.dtype, device=arrivals.device)
+
+
+def _check_settings(
+    k: int, name: str, f: Any, lam: Any, *, batch_size: Any, val_batch_size: Any,
+    allow_small_k: bool, num_workers: Any, buckets: Any, generator: torch.Generator | None,
+) -> _Settings:
+    """Check (k, f, lam, num_workers, batch sizes) and which variant takes buckets, once."""
+    f = _check_int("f", f, 0)
+    if (
+        isinstance(lam, bool) or not isinstance(lam, Real)
+        or math.isnan(float(lam)) or float(lam) < 1
+    ):
+        raise ConstraintError(f"{_NAME}: lam must be a number >= 1 (inf allowed), got lam={lam!r}")
+    if not allow_small_k and k < 2 * f + 1:
+        raise ConstraintError(
+            f"{_NAME}: requires k >= 2f + 1 (a rushing adversary's f gradients all arrive first), "
+            f"got k={k}, f={f}; pass allow_small_k=True for non-rushing studies"
+        )
+    if num_workers is not None:
+        n = _check_int("num_workers", num_workers, 1)
+        if not 2 * f < n:
+            raise ConstraintError(f"{_NAME}: requires f < n/2, got n={n}, f={f}")
+        if k > n:
+            raise ConstraintError(f"{_NAME}: requires k <= n, got k={k}, n={n}")
+    if (batch_size is None) != (val_batch_size is None):
+        raise ConstraintError(
+            f"{_NAME}: give both batch_size and val_batch_size or neither, "
+            f"got batch_size={batch_size}, val_batch_size={val_batch_size}"
+        )
+    ratio = 1.0
+    if batch_size is not None:
+        b = _check_int("batch_size", batch_size, 1)
+        bv = _check_int("val_batch_size", val_batch_size, 1)
+        ratio = math.sqrt(bv / b)
+    if not _RULES[name].takes_buckets and (buckets is not None or generator is not None):
+        raise AggregatorError(
+            f"{_NAME}: buckets and generator apply to variant "
+            f"{_variant_names(lambda rule: rule.takes_buckets)} only, got variant {name}"
+        )
+    return _Settings(k, f, float(lam), ratio, allow_small_k, buckets, generator)
+
+
+def _finite_rows(arrivals: Tensor, f: int) -> tuple[Tensor, Tensor, int]:
+    """Non-finite rows are Byzantine (spec P6): the finite rows, their ``(k,)`` mask and how many
+    were dropped; more than ``f`` dropped (or all of them) is an error."""
+    k = arrivals.shape[0]
+    finite = torch.isfinite(arrivals).all(dim=1)
+    bad = int(k - int(finite.sum()))
+    if bad > f:
+        rows = torch.nonzero(~finite).flatten().tolist()
+        raise NonFiniteError(
+            f"{_NAME}: {bad} arrivals contain NaN/Inf (rows {rows[:10]}"
+            f"{'...' if len(rows) > 10 else ''}) but at most f={f} can be Byzantine"
+        )
+    if bad == k:
+        raise NonFiniteError(f"{_NAME}: all k={k} arrivals contain NaN/Inf")
+    return (arrivals if bad == 0 else arrivals[finite]), finite, bad
+
+
+# ---------------------------------------------------------------- the filter
+
+
+def _threshold(lam: float, scale: float) -> float:
+    """``lam * scale``; ``inf`` for ``lam = inf`` whatever the scale (no ``inf * 0``)."""
+    return math.inf if math.isinf(lam) else lam * scale
+
+
+def _mean_of_kept(x: Tensor, keep: Tensor, center: Tensor, extra: Tensor | None) -> Tensor:
+    """The mean of the kept rows (and ``extra``, when given); ``center`` when none is kept."""
+    n_keep = int(keep.sum())
+    if n_keep == 0:
+        return center.clone()
+    total = x[keep].sum(dim=0)
+    if extra is not None:
+        return (total + extra) / (n_keep + 1)
+    return total / n_keep
+
+
+def _over_all_rows(keep: Tensor, dev: Tensor, finite: Tensor, bad: int) -> tuple[Tensor, Tensor]:
+    """``keep`` and ``dev`` of the finite rows spread back over all ``k`` (False / inf for the
+    non-finite ones)."""
+    if bad == 0:
+        return keep, dev
+    k = finite.shape[0]
+    accepted = torch.zeros(k, dtype=torch.bool, device=finite.device)
+    accepted[finite] = keep
+    deviations = torch.full((k,), math.inf, dtype=dev.dtype, device=dev.device)
+    deviations[finite] = dev
+    return accepted, deviations
 
 
 def dstar_filter(
@@ -151,135 +394,31 @@ def dstar_filter(
     :math:`\sqrt{b_v / b}` (P3). ``include_val_in_mean``: average ``g_v`` with the survivors.
     ``buckets`` (variant E only; default ``min(k, 2f+1)``), ``generator`` (E only: shuffle rows
     before bucketing). See the module docstring for the math of each variant. Cost O(k d).
+
+    The variants differ only in their center and reference scale (``_RULES``); the threshold
+    ``lam * scale`` and the average of the survivors are common to all.
     """
-    # ---- inputs
-    if not isinstance(arrivals, Tensor) or arrivals.dim() != 2 or arrivals.shape[0] < 1:
-        shape = tuple(arrivals.shape) if isinstance(arrivals, Tensor) else type(arrivals).__name__
-        raise AggregatorError(f"{_NAME}: arrivals must be a (k, d) tensor with k >= 1, got {shape}")
-    if not arrivals.is_floating_point():
-        raise AggregatorError(f"{_NAME}: arrivals must be float32 or float64, got {arrivals.dtype}")
-    k, d = arrivals.shape
-    v = str(variant).upper()
-    if v not in VARIANTS:
-        raise AggregatorError(f"{_NAME}: unknown variant {variant!r}; allowed: {sorted(VARIANTS)}")
-    if validation is None:
-        if v != "C":
-            raise AggregatorError(
-                f"{_NAME}: variant {v} needs a validation gradient; only variant C runs without one"
-            )
-        g_v = None
-    else:
-        if not isinstance(validation, Tensor) or validation.shape != (d,):
-            shape = tuple(validation.shape) if isinstance(validation, Tensor) else type(validation).__name__
-            raise AggregatorError(f"{_NAME}: validation must be a ({d},) tensor, got {shape}")
-        if not bool(torch.isfinite(validation).all()):
-            raise NonFiniteError(
-                f"{_NAME}: the validation gradient holds NaN/Inf; it is trusted, so this is an error"
-            )
-        g_v = validation.to(dtype=arrivals.dtype, device=arrivals.device)
+    arrivals = _check_arrivals(arrivals)
+    name = _check_variant(variant)
+    rule = _RULES[name]
+    g_v = _check_validation(validation, name, arrivals)
+    s = _check_settings(
+        arrivals.shape[0], name, f, lam, batch_size=batch_size, val_batch_size=val_batch_size,
+        allow_small_k=allow_small_k, num_workers=num_workers, buckets=buckets, generator=generator,
+    )
+    x, finite, bad = _finite_rows(arrivals, s.f)
 
-    # ---- parameters
-    f = _check_int("f", f, 0)
-    if isinstance(lam, bool) or not isinstance(lam, Real) or math.isnan(float(lam)) or float(lam) < 1:
-        raise ConstraintError(f"{_NAME}: lam must be a number >= 1 (inf allowed), got lam={lam!r}")
-    lam = float(lam)
-    if not allow_small_k and k < 2 * f + 1:
-        raise ConstraintError(
-            f"{_NAME}: requires k >= 2f + 1 (a rushing adversary's f gradients all arrive first), "
-            f"got k={k}, f={f}; pass allow_small_k=True for non-rushing studies"
-        )
-    if num_workers is not None:
-        n = _check_int("num_workers", num_workers, 1)
-        if not 2 * f < n:
-            raise ConstraintError(f"{_NAME}: requires f < n/2, got n={n}, f={f}")
-        if k > n:
-            raise ConstraintError(f"{_NAME}: requires k <= n, got k={k}, n={n}")
-    if (batch_size is None) != (val_batch_size is None):
-        raise ConstraintError(
-            f"{_NAME}: give both batch_size and val_batch_size or neither, "
-            f"got batch_size={batch_size}, val_batch_size={val_batch_size}"
-        )
-    ratio = 1.0
-    if batch_size is not None:
-        b = _check_int("batch_size", batch_size, 1)
-        bv = _check_int("val_batch_size", val_batch_size, 1)
-        ratio = math.sqrt(bv / b)
-    if v != "E" and (buckets is not None or generator is not None):
-        raise AggregatorError(f"{_NAME}: buckets and generator apply to variant E only, got variant {v}")
-
-    # ---- non-finite rows are Byzantine (spec P6)
-    finite = torch.isfinite(arrivals).all(dim=1)
-    bad = int(k - int(finite.sum()))
-    if bad > f:
-        rows = torch.nonzero(~finite).flatten().tolist()
-        raise NonFiniteError(
-            f"{_NAME}: {bad} arrivals contain NaN/Inf (rows {rows[:10]}"
-            f"{'...' if len(rows) > 10 else ''}) but at most f={f} can be Byzantine"
-        )
-    if bad == k:
-        raise NonFiniteError(f"{_NAME}: all k={k} arrivals contain NaN/Inf")
-    x = arrivals if bad == 0 else arrivals[finite]
-    f_left = f - bad
-
-    # ---- center and deviations
-    if v in ("A", "C"):
-        ens = x if g_v is None else torch.cat([x, g_v[None]], dim=0)
-        center = coordinate_median(ens).to(x.device)
-    elif v == "B":
-        center = g_v.clone()
-    elif v == "D":
-        members = torch.stack([
-            coordinate_median(x).to(x.device), _trimmed_mean(x, f_left).to(x.device), g_v,
-        ])
-        center = coordinate_median(members).to(x.device)
-    else:  # E
-        kk = x.shape[0]
-        if buckets is None:
-            nb = min(kk, 2 * f_left + 1)
-        else:
-            nb = _check_int("buckets", buckets, 1)
-            if nb > k:
-                raise ConstraintError(f"{_NAME}: buckets must be <= k, got buckets={nb}, k={k}")
-            if not allow_small_k and nb < 2 * f + 1:
-                raise ConstraintError(
-                    f"{_NAME}: variant E requires buckets >= 2f + 1 (each Byzantine spoils one "
-                    f"bucket), got buckets={nb}, f={f}"
-                )
-            nb = min(nb, kk)  # rows rejected as non-finite leave fewer arrivals to bucket
-        center = coordinate_median(_bucket_means(x, nb, generator)).to(x.device)
+    center = rule.center(x, g_v, s, s.f - bad)
     dev = torch.linalg.vector_norm(x - center, dim=1)
-
-    # ---- reference scale and threshold
-    if v in ("B", "C"):
-        scale = float(_midpoint_median_1d(dev))
-    else:
-        scale = float(torch.linalg.vector_norm(g_v - center)) * ratio
-        if scale == 0.0:
-            scale = float(_midpoint_median_1d(dev))
-    threshold = math.inf if math.isinf(lam) else lam * scale
+    scale = rule.scale(dev, g_v, center, s.ratio)
+    threshold = _threshold(s.lam, scale)
     keep = dev <= threshold
+    gradient = _mean_of_kept(x, keep, center, g_v if include_val_in_mean else None)
 
-    # ---- average
-    n_keep = int(keep.sum())
-    if n_keep == 0:
-        gradient = center.clone()
-    else:
-        total = x[keep].sum(dim=0)
-        if include_val_in_mean and g_v is not None:
-            gradient = (total + g_v) / (n_keep + 1)
-        else:
-            gradient = total / n_keep
-
-    if bad == 0:
-        accepted, deviations = keep, dev
-    else:
-        accepted = torch.zeros(k, dtype=torch.bool, device=arrivals.device)
-        accepted[finite] = keep
-        deviations = torch.full((k,), math.inf, dtype=dev.dtype, device=dev.device)
-        deviations[finite] = dev
+    accepted, deviations = _over_all_rows(keep, dev, finite, bad)
     return DStarResult(
         gradient=gradient, accepted=accepted, center=center, threshold=threshold,
-        deviations=deviations, variant=v, scale=scale, nonfinite=bad,
+        deviations=deviations, variant=name, scale=scale, nonfinite=bad,
     )
 
 
