@@ -8,7 +8,7 @@ from typing import Any
 from .job import Job
 from .loop import Clocks
 
-__all__ = ["star_summary"]
+__all__ = ["star_summary", "StarStepperBase"]
 
 
 def _mean(values: Any) -> float | None:
@@ -47,3 +47,24 @@ def star_summary(job: Job, rows: list[dict[str, Any]], clocks: Clocks, *,
         "diverged": bool(evals) and not math.isfinite(evals[-1]["test_loss"] or 0.0),
         **job.describe(),
     }
+
+
+class StarStepperBase:
+    """What the single-server steppers share (the simulator's and the parameter server's): the
+    model update's evaluation and checkpoint state, and the run summary. Subclasses set
+    ``self.job`` and ``self.update`` (a :class:`~.update.ModelUpdate`) and define ``step``."""
+
+    job: Job
+    update: Any
+
+    def evaluate(self) -> dict[str, Any]:
+        return self.update.evaluate()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.update.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        return self.update.load_state_dict(state)
+
+    def summary(self, rows: list[dict[str, Any]], clocks: Clocks, error: str | None) -> dict[str, Any]:
+        return star_summary(self.job, rows, clocks, completed=error is None)

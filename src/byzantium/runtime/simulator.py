@@ -26,8 +26,7 @@ from ..schemes.base import StepInfo, StepView
 from ..seeding import generator
 from ..training.pergrad import per_file_gradients
 from .job import Job
-from .loop import Clocks
-from .records import star_summary
+from .records import StarStepperBase
 from .stragglers import arrivals
 from .update import ModelUpdate
 
@@ -108,7 +107,7 @@ class SimulatedCluster:
         return StepOutput(grad, info, loss, sim_time)
 
 
-class SimulatedStepper:
+class SimulatedStepper(StarStepperBase):
     """The training loop's step in the simulator: the cluster's aggregated gradient, applied to
     the job's model by SGD (:class:`~.update.ModelUpdate`)."""
 
@@ -127,15 +126,3 @@ class SimulatedStepper:
             "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
             "received": info.received, "byzantine_accepted": info.byzantine_accepted,
         }
-
-    def evaluate(self) -> dict[str, Any]:
-        return self.update.evaluate()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.update.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> int:
-        return self.update.load_state_dict(state)
-
-    def summary(self, rows: list[dict[str, Any]], clocks: Clocks, error: str | None) -> dict[str, Any]:
-        return star_summary(self.job, rows, clocks, completed=error is None)

@@ -43,7 +43,7 @@ from ...training.checkpoint import latest_checkpoint
 from ...training.results import MetricsWriter, write_run_config
 from ..job import Job, build_job
 from ..loop import Clocks, LineProgress, StopRun, train
-from ..records import star_summary
+from ..records import StarStepperBase, star_summary
 from ..stragglers import FirstK
 from ..update import ModelUpdate
 from .geometry import geometry
@@ -206,7 +206,7 @@ class _Server:
         return Collected(messages, received, order, losses, wait)
 
 
-class StarServerStepper:
+class StarServerStepper(StarStepperBase):
     """The training loop's step on the parameter server: publish the parameters, collect the
     workers' validated messages, decode and aggregate them with the job's scheme, apply SGD."""
 
@@ -245,12 +245,6 @@ class StarServerStepper:
             "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
             "received": info.received, "byzantine_accepted": info.byzantine_accepted,
         }
-
-    def evaluate(self) -> dict[str, Any]:
-        return self.update.evaluate()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.update.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> int:
         start = self.reached = self.update.load_state_dict(state)
