@@ -106,4 +106,6 @@ def test_overflowed_group_means_fall_back_to_the_careful_path(monkeypatch):
     x = torch.randn(9, 5, dtype=torch.float64)
     expected = median_of_means(x, f=1, groups=3)
     monkeypatch.setattr(mom, "_median_of_means_blocked", lambda g, w, sizes: torch.full((5,), float("inf")))
-    assert torch.equal(median_of_means(x, f=1, groups=3), expected)
+    # two different matrix products (per column block vs whole stack) sum each group in the
+    # order their BLAS kernel picks: float64 group sums of 3 agree to a few ulps
+    torch.testing.assert_close(median_of_means(x, f=1, groups=3), expected, rtol=1e-13, atol=1e-14)
