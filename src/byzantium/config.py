@@ -133,7 +133,7 @@ class SchemeConfig:
     def __post_init__(self) -> None:
         if self.name not in SCHEME_REGISTRY:
             raise ConfigError(
-                f"name: {self.name!r} is not allowed; choose one of: {', '.join(SCHEMES)}"
+                f"name: {self.name!r} is not allowed; choose one of: {', '.join(SCHEME_REGISTRY.names())}"
             )
         if self.params is None:
             self.params = SCHEME_REGISTRY.params(self.name, {}, "scheme")
@@ -144,7 +144,7 @@ class SchemeConfig:
         name = raw.pop("name", "vanilla")
         if not isinstance(name, str) or name not in SCHEME_REGISTRY:
             raise ConfigError(
-                f"{path}.name: {name!r} is not allowed; choose one of: {', '.join(SCHEMES)}"
+                f"{path}.name: {name!r} is not allowed; choose one of: {', '.join(SCHEME_REGISTRY.names())}"
             )
         label = convert(raw.pop("label", None), str | None, f"{path}.label")
         q = convert(raw.pop("q", None), int | None, f"{path}.q")

@@ -1,5 +1,6 @@
 """The systems, each a composition of an assignment, a decoder and an aggregator, registered by
-name with its own params dataclass (:mod:`byzantium.schemes.registry`): one file per system.
+name with its own params dataclass (:mod:`byzantium.schemes.registry`): one file per system,
+found and imported automatically (adding a system is adding its file).
 
 ============  ===============================  ==========================================
 file          schemes                          parts
@@ -15,8 +16,9 @@ byzsgd.py     byzsgd                           replicated servers (params only)
 
 from __future__ import annotations
 
-# registration, in the order `byzantium list schemes` and error messages show them
-from . import vanilla, draco, detox, byzshield, dstar, byzsgd  # noqa: F401, I001
+import importlib
+import pkgutil
+
 from .base import Scheme, StepInfo, StepView
 from .cyclic import CyclicScheme
 from .dstar import DStarScheme
@@ -35,6 +37,11 @@ __all__ = [
     "build_scheme",
     "describe_schemes",
 ]
+
+
+# every module of this package registers its schemes on import: a new system is one new file
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_mod}")
 
 
 def describe_schemes() -> list[tuple[str, str]]:
