@@ -20,6 +20,7 @@ from torch import Tensor
 from ..attacks import get as get_attack
 from ..config import ConfigError, RunConfig, SchemeConfig
 from ..schemes import SchemeContext, build_scheme
+from ..schemes.registry import topology
 from ..seeding import generator
 from ..training.data import FileSampler, load_run_dataset
 from ..training.models import build_model, loss_fn as make_loss_fn
@@ -130,10 +131,10 @@ def build_job(
     the scheme's parameters are :class:`ConfigError` naming the scheme.
     """
     sc = scheme_cfg or cfg.scheme
-    if sc.name == "byzsgd":
+    if topology(sc.name) != "star":
         raise ConfigError(
-            f"scheme {sc.display!r}: ByzSGD has no single server; its replicated servers run in "
-            "byzantium.runtime.byzsgd_sim (simulator) and the mesh runtime"
+            f"scheme {sc.display!r}: a {topology(sc.name)}-server scheme has no single server; "
+            "its servers run in byzantium.runtime.byzsgd_sim (simulator) and the mesh runtime"
         )
     if dataset is None:
         dataset = load_run_dataset(cfg)

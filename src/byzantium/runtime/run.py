@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, SchemeConfig
+from ..schemes.registry import topology
 from ..training.results import MetricsWriter, write_run_config
 from .job import build_job
 from .loop import BarProgress, train
@@ -40,7 +41,7 @@ def run_training(
         torch.set_num_threads(cfg.training.threads)
     try:
         sc = scheme_cfg or cfg.scheme
-        if sc.name == "byzsgd":
+        if topology(sc.name) == "replicated":
             from .byzsgd_sim import run_byzsgd
 
             return run_byzsgd(cfg, Path(run_dir), scheme_cfg=sc, attack_enabled=attack_enabled,

@@ -22,7 +22,8 @@ class ByzSGDParams:
 
 
 @scheme("byzsgd", params=ByzSGDParams,
-        summary="n_ps replicated servers (f_ps Byzantine): MDA at servers, CwMed at workers, DMC")
+        summary="n_ps replicated servers (f_ps Byzantine): MDA at servers, CwMed at workers, DMC",
+        topology="replicated")
 def build_byzsgd(label: str, p: ByzSGDParams, ctx: SchemeContext) -> Any:
     raise ConfigError(
         f"scheme {label!r}: ByzSGD has no single server; it runs on replicated servers "

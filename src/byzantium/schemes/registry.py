@@ -21,6 +21,7 @@ __all__ = [
     "SchemeEntry",
     "scheme",
     "build_scheme",
+    "topology",
     "AggregatorFields",
     "VoteFields",
     "divisor_hint",
@@ -43,19 +44,28 @@ class SchemeEntry:
     build: Callable[[str, Any, SchemeContext], Any]
     """``build(label, params, ctx) -> scheme``."""
     summary: str
+    topology: Literal["star", "replicated"] = "star"
+    """``star``: one trusted server and K workers (the scheme object decodes and aggregates);
+    ``replicated``: replicated servers, some Byzantine (ByzSGD), run by their own runtime."""
 
 
 SCHEMES: Registry[SchemeEntry] = Registry("scheme")
 
 
-def scheme(name: str, *, params: type, summary: str) -> Callable[[Callable], Callable]:
+def scheme(name: str, *, params: type, summary: str,
+           topology: Literal["star", "replicated"] = "star") -> Callable[[Callable], Callable]:
     """Register ``build(label, params, ctx)`` as scheme ``name`` with its params dataclass."""
 
     def deco(build: Callable) -> Callable:
-        SCHEMES.add(name, SchemeEntry(name, build, summary), params=params)
+        SCHEMES.add(name, SchemeEntry(name, build, summary, topology), params=params)
         return build
 
     return deco
+
+
+def topology(name: str) -> str:
+    """The topology of scheme ``name``: ``star`` or ``replicated`` (servers)."""
+    return SCHEMES[name].topology
 
 
 def build_scheme(name: str, label: str, params: Any, ctx: SchemeContext) -> Any:
