@@ -43,7 +43,7 @@ from byzantium.byzsgd import ByzSGDCluster, ByzSGDParams
 from byzantium.config import parse_config
 from byzantium.runtime.distributed import RuntimeOptions, launch
 from byzantium.runtime.distributed.zygote import Zygote
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 from byzantium.training.results import read_metrics
 
 N_W, F_W = 10, 3

@@ -23,7 +23,7 @@ import torch
 from byzantium.config import parse_config
 from byzantium.runtime.job import build_job
 from byzantium.runtime.simulator import SimulatedCluster
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 from byzantium.runtime.update import assign_flat_grad, make_optimizer
 from byzantium.training.models import build_model, loss_fn
 

@@ -15,7 +15,11 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from .registry import Registry
+from .runtime.stragglers import DELAY_MODELS
 from .schemes.registry import SCHEMES as SCHEME_REGISTRY
+from .training.datasets import DATASETS
+from .training.models import MODELS
 from .typed import ConfigError, convert, field_names, from_mapping, to_plain
 
 __all__ = [
@@ -42,11 +46,20 @@ SCHEMES = tuple(SCHEME_REGISTRY.names())
 """Registered scheme names (importing :mod:`byzantium.schemes` registers them all)."""
 
 
+def _registered(field_name: str, value: str, registry: Registry) -> None:
+    """A name field that must be registered in ``registry`` (the message a ``Literal`` gives)."""
+    if value not in registry:
+        raise ConfigError(
+            f"{field_name}: {value!r} is not allowed; choose one of: {', '.join(registry.names())}"
+        )
+
+
 @dataclass
 class DataConfig:
     """Which data set, how much of it, and how a step's batch is split into files."""
 
-    name: Literal["mnist1d", "digits", "linear", "logistic", "cifar10"] = "mnist1d"
+    name: str = "mnist1d"
+    """A registered data set (:mod:`byzantium.training.datasets`); ``params`` are its fields."""
     train_size: int | None = 4000
     root: str | None = None
     split: Literal["iid", "dirichlet"] = "iid"
@@ -54,11 +67,18 @@ class DataConfig:
     validation_size: int = 200
     params: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _registered("name", self.name, DATASETS)
+
 
 @dataclass
 class ModelConfig:
-    name: Literal["logreg", "mlp", "cnn1d", "lenet", "resnet18"] = "cnn1d"
+    name: str = "cnn1d"
+    """A registered model (:func:`byzantium.training.models.build_model`)."""
     params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _registered("name", self.name, MODELS)
 
 
 @dataclass
@@ -105,10 +125,14 @@ class AttackConfig:
 class StragglerConfig:
     """Per-worker delay model (simulated seconds) and the server's arrival policy."""
 
-    model: Literal["none", "exponential", "shifted_exponential", "pareto", "slow_set"] = "none"
+    model: str = "none"
+    """A registered delay model (:mod:`byzantium.runtime.stragglers`); ``params`` are its fields."""
     params: dict = field(default_factory=dict)
     policy: Literal["wait_all", "first_k"] = "wait_all"
     k: int | None = None
+
+    def __post_init__(self) -> None:
+        _registered("model", self.model, DELAY_MODELS)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 
 
 @pytest.fixture(autouse=True)

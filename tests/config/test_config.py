@@ -47,6 +47,8 @@ def test_nested_values_and_scheme_shorthand() -> None:
         ({"optim": {"lr": -1}}, ["optim.lr", "> 0"]),
         ({"data": {"split": "random"}}, ["data.split", "'random'", "iid", "dirichlet"]),
         ({"data": {"name": "imagenet"}}, ["data.name", "'imagenet'", "mnist1d"]),
+        ({"model": {"name": "vgg"}}, ["model.name", "'vgg'", "cnn1d", "resnet18"]),
+        ({"stragglers": {"model": "weibull"}}, ["stragglers.model", "'weibull'", "pareto", "slow_set"]),
         ({"attack": {"name": "alie", "q": 15}}, ["attack.q", "15", "workers"]),
         ({"attack": {"q": 2}}, ["attack.name", "q > 0"]),
         ({"attack": {"name": "alie", "placement": "worst"}}, ["attack.placement", "worst_case"]),

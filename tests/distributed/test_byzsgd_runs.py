@@ -15,7 +15,7 @@ from byzantium.runtime.distributed import LaunchError, launch
 from byzantium.runtime.distributed.byzsgd import Layout, pairs
 from byzantium.runtime.distributed.options import RuntimeOptions, parse_fault
 from byzantium.runtime.byzsgd_sim import build_byzsgd_cluster
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 from byzantium.runtime.run import run_training
 from byzantium.training.results import read_metrics
 

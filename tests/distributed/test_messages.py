@@ -12,7 +12,7 @@ from byzantium.runtime.distributed.geometry import geometry
 from byzantium.runtime.job import build_job
 from byzantium.runtime.simulator import omniscient_view
 from byzantium.seeding import generator
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 
 from .conftest import tiny_cfg
 

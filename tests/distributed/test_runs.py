@@ -17,7 +17,7 @@ import yaml
 from byzantium.config import to_dict
 from byzantium.runtime.distributed.options import RuntimeOptions
 from byzantium.training.checkpoint import latest_checkpoint, load_checkpoint
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 from byzantium.runtime.run import run_training
 from byzantium.training.results import read_metrics
 

@@ -1,4 +1,4 @@
-"""Delay models, Byzantine timing, server arrival policies and the simulated clock."""
+"""Delay models, Byzantine timing and server arrival policies."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from byzantium.runtime import (
+    DELAY_MODELS,
     ExponentialDelay,
     FirstK,
     NoDelay,
     ParetoDelay,
     ShiftedExponentialDelay,
-    SimulatedClock,
     SlowSetDelay,
     StragglerError,
     apply_byzantine_timing,
@@ -148,24 +148,26 @@ def test_slow_set_transient_stragglers():
 @pytest.mark.parametrize(
     "spec, match",
     [
-        ("gamma", "unknown delay model 'gamma'"),
+        ("gamma", "make_delay_model: unknown delay model 'gamma'; choose one of: none, exponential, "
+                    "shifted_exponential, pareto, slow_set"),
         ({"rate": 1.0}, "needs a 'model' key"),
-        ({"model": "exponential", "rate": 0.0}, "rate must be > 0"),
-        ({"model": "exponential", "rate": -1.0}, "rate must be > 0"),
-        ({"model": "exponential", "rate": "fast"}, "rate must be a real number"),
-        ({"model": "exponential", "rate": True}, "rate must be a real number"),
-        ({"model": "exponential", "rat": 1.0}, r"unknown parameter\(s\) \['rat'\]"),
-        ({"model": "shifted_exponential", "mu": 0}, "mu must be > 0"),
-        ({"model": "pareto", "alpha": 0.0}, "alpha must be > 0"),
-        ({"model": "pareto", "alpha": 2.0, "scale": -1}, "scale must be > 0"),
-        ({"model": "none", "base_time": -0.1}, "base_time must be >= 0"),
-        ({"model": "none", "base_time": math.inf}, "base_time must be finite"),
-        ({"model": "slow_set", "factor": 2}, "needs 'workers'"),
-        ({"model": "slow_set", "workers": [1], "factor": 0.5}, "factor must be >= 1"),
+        ({"model": "exponential", "rate": 0.0}, r"exponential.rate: must be > 0, got 0.0"),
+        ({"model": "exponential", "rate": -1.0}, r"exponential.rate: must be > 0, got -1.0"),
+        ({"model": "exponential", "rate": "fast"}, "exponential.rate: expected a number, got 'fast'"),
+        ({"model": "exponential", "rate": True}, "exponential.rate: expected a number, got True"),
+        ({"model": "exponential", "rat": 1.0}, r"unknown parameter\(s\) \['rat'\] for model 'exponential'; "
+                                                 r"allowed: \['rate', 'base_time'\]"),
+        ({"model": "shifted_exponential", "mu": 0}, "shifted_exponential.mu: must be > 0, got 0"),
+        ({"model": "pareto", "alpha": 0.0}, "pareto.alpha: must be > 0, got 0.0"),
+        ({"model": "pareto", "alpha": 2.0, "scale": -1}, "pareto.scale: must be > 0, got -1"),
+        ({"model": "none", "base_time": -0.1}, "none.base_time: must be >= 0, got -0.1"),
+        ({"model": "none", "base_time": math.inf}, "none.base_time: must be a finite number, got inf"),
+        ({"model": "slow_set", "factor": 2}, r"model 'slow_set' needs the parameter\(s\) \['workers'\]"),
+        ({"model": "slow_set", "workers": [1], "factor": 0.5}, r"slow_set.factor: must be >= 1 \(a slowdown\), got 0.5"),
         ({"model": "slow_set", "workers": [1, 1]}, "distinct"),
         ({"model": "slow_set", "workers": [-1]}, ">= 0"),
-        ({"model": "slow_set", "workers": [1], "transient_prob": 1.5}, r"transient_prob must be in \[0, 1\]"),
-        ({"model": "slow_set", "workers": [1], "transient_factor": 0.9}, "transient_factor must be >= 1"),
+        ({"model": "slow_set", "workers": [1], "transient_prob": 1.5}, r"slow_set.transient_prob: must be in \[0, 1\], got 1.5"),
+        ({"model": "slow_set", "workers": [1], "transient_factor": 0.9}, "slow_set.transient_factor: must be >= 1"),
         ({"model": "slow_set", "workers": [1], "base": {"model": "slow_set", "workers": [0]}},
          "must not itself be a slow_set"),
         ({"model": "slow_set", "workers": [1], "base": {"model": "weibull"}}, "unknown delay model"),
@@ -175,6 +177,51 @@ def test_slow_set_transient_stragglers():
 def test_make_delay_model_errors(spec, match):
     with pytest.raises(StragglerError, match=match):
         make_delay_model(spec)
+
+
+def test_parameters_are_checked_when_a_model_is_built_directly():
+    with pytest.raises(StragglerError, match="exponential.rate: expected a number, got 'fast'"):
+        ExponentialDelay(rate="fast")
+    with pytest.raises(StragglerError, match=r"pareto.alpha: must be > 0, got -2"):
+        ParetoDelay(alpha=-2)
+    with pytest.raises(StragglerError, match="workers must be a list of worker ids"):
+        SlowSetDelay(workers="0,1")
+    with pytest.raises(StragglerError, match=r"first_k.k: expected an integer, got 2.0"):
+        FirstK(2.0)
+    # slow_set's base may be a spec: the same model as a built one
+    assert SlowSetDelay(workers=[3, 1], base={"model": "pareto", "alpha": 3}) == SlowSetDelay(
+        workers=(1, 3), base=ParetoDelay(alpha=3))
+
+
+def test_a_registered_delay_model_is_built_from_its_spec(monkeypatch):
+    from dataclasses import dataclass, field
+
+    from byzantium.runtime.stragglers import delay_model
+    from byzantium.runtime.stragglers.checks import bounded
+    from byzantium.runtime.stragglers.delays import DelayModelBase
+
+    monkeypatch.setattr(DELAY_MODELS, "_entries", dict(DELAY_MODELS._entries))
+    monkeypatch.setattr(DELAY_MODELS, "_params", dict(DELAY_MODELS._params))
+
+    @delay_model
+    @dataclass(frozen=True)
+    class ConstantDelay(DelayModelBase):
+        seconds: float = bounded(2.0, gt=0)
+        name: str = field(default="constant_for_test", init=False)
+
+        def sample(self, step, generator, num_workers, load=None):
+            return torch.full((num_workers,), float(self.seconds), dtype=torch.float64)
+
+    model = make_delay_model({"model": "constant_for_test", "seconds": 0.5})
+    assert model.sample(0, gen(), 3).tolist() == [0.5] * 3
+    assert model.to_spec() == {"model": "constant_for_test", "seconds": 0.5}
+    assert make_delay_model({"model": "slow_set", "workers": [1], "factor": 4,
+                             "base": model.to_spec()}).sample(0, gen(), 3).tolist() == [0.5, 2.0, 0.5]
+    with pytest.raises(StragglerError, match=r"constant_for_test.seconds: must be > 0, got 0"):
+        make_delay_model({"model": "constant_for_test", "seconds": 0})
+    with pytest.raises(StragglerError, match=r"unknown parameter\(s\) \['rate'\] for model 'constant_for_test'; "
+                                                 r"allowed: \['seconds'\]"):
+        make_delay_model({"model": "constant_for_test", "rate": 1})
 
 
 def test_worker_ids_out_of_range():
@@ -262,9 +309,9 @@ def test_crashed_workers_and_policy_errors():
         arrivals(t, first_k(4))
     with pytest.raises(StragglerError, match="times must be >= 0 and not NaN"):
         arrivals(torch.tensor([1.0, math.nan]), wait_all())
-    with pytest.raises(StragglerError, match="k must be >= 1, got k=0"):
+    with pytest.raises(StragglerError, match="first_k.k: must be >= 1, got 0"):
         first_k(0)
-    with pytest.raises(StragglerError, match="t must be >= 0"):
+    with pytest.raises(StragglerError, match="deadline.t: must be >= 0, got -1.0"):
         deadline(-1.0)
     with pytest.raises(StragglerError, match="unknown server policy 'first'"):
         make_policy("first")
@@ -297,21 +344,3 @@ def test_byzantine_timing_policies():
         apply_byzantine_timing(t, byz, "early")
     with pytest.raises(StragglerError, match=r"byzantine ids must be in \[0, 5\]"):
         apply_byzantine_timing(t, [6], "rushing")
-
-
-# ---------------------------------------------------------------- clock
-
-
-def test_simulated_clock():
-    clock = SimulatedClock()
-    assert clock.advance(2.0, 0.25) == 2.25
-    clock.advance(1.0)
-    assert clock.now == 3.25 and clock.steps == 2 and clock.wait_time == 3.0
-    assert clock.server_time == 0.25 and clock.last_step == 1.0
-    other = SimulatedClock()
-    other.load_state_dict(clock.state_dict())
-    assert other.state_dict() == clock.state_dict()
-    with pytest.raises(StragglerError, match="step_time must be >= 0"):
-        clock.advance(-1.0)
-    with pytest.raises(StragglerError, match="server_time must be finite"):
-        clock.advance(1.0, math.inf)

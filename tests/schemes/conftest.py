@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from byzantium.config import parse_config
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 from byzantium.config import ConfigError, parse_config
 from byzantium.runtime.byzsgd_sim import build_byzsgd_cluster, run_byzsgd
 from byzantium.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from byzantium.training.data import load_dataset
+from byzantium.training.datasets import load_dataset
 from byzantium.runtime.run import run_training
 from byzantium.training.results import read_metrics
 

@@ -86,6 +86,30 @@ def test_build_model_errors():
         build_model("resnet18", fake((3, 8, 8)), width=2, norm="layer")
 
 
+def test_a_registered_model_is_built_by_name_with_its_keywords(monkeypatch):
+    from byzantium.training.models import MODELS, model
+
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+    monkeypatch.setattr(MODELS, "_params", dict(MODELS._params))
+
+    @model("tiny_for_test")
+    class Tiny(nn.Module):
+        def __init__(self, input_shape, num_outputs, width=3):
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width),
+                                     nn.Linear(width, num_outputs))
+
+        def forward(self, x):
+            return self.net(x)
+
+    ds = fake((4,))
+    m = build_model("tiny_for_test", ds, seed=1, width=2)
+    assert isinstance(m, Tiny) and m(ds.x_train[:5]).shape == (5, 10)
+    assert torch.equal(flat_params(m), flat_params(build_model("tiny_for_test", ds, seed=1, width=2)))
+    with pytest.raises(ValueError, match=r"unknown keyword\(s\) \['depth'\]; allowed: \['width'\]"):
+        build_model("tiny_for_test", ds, depth=2)
+
+
 def test_linear_optimum_has_zero_full_batch_gradient():
     for l2 in (0.0, 0.3):
         ds = load_dataset("linear", train_size=400, test_size=50, dim=8, noise=0.5, l2=l2, seed=0)

@@ -49,7 +49,7 @@ from .. import aggregators
 from ..attacks import AttackContext, ServerAttackContext, get_server_attack
 from ..attacks import get as get_attack
 from ..seeding import generator
-from ..training.data import FileSampler
+from ..training.split import FileSampler
 from ..training.models import build_model, evaluate, loss_fn as make_loss_fn
 from ..training.pergrad import flat_params, per_file_gradients, set_flat_params
 from .params import ByzSGDError, ByzSGDParams

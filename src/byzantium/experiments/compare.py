@@ -37,7 +37,7 @@ def run_compare(
 ) -> dict[str, Any]:
     """Train every scheme of ``cfg.compare`` (with the attack, and clean when
     ``cfg.compare_clean``), write one table and one plot, and return them."""
-    from ..training.data import load_run_dataset
+    from ..training.datasets import load_run_dataset
 
     schemes: list[SchemeConfig] = cfg.compare or [cfg.scheme]
     out_dir = Path(out_dir)

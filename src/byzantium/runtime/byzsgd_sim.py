@@ -245,7 +245,7 @@ def run_byzsgd(
     ``max_steps`` stops after that many steps of this call (a checkpoint is written there), so a
     test can interrupt a run and check that ``resume`` ends exactly as an uninterrupted run.
     """
-    from ..training.data import load_run_dataset
+    from ..training.datasets import load_run_dataset
 
     cfg = with_scheme_overrides(cfg, scheme_cfg)
     label = label or scheme_cfg.display

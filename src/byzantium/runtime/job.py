@@ -22,7 +22,8 @@ from ..config import ConfigError, RunConfig, SchemeConfig
 from ..schemes import SchemeContext, build_scheme
 from ..schemes.registry import topology
 from ..seeding import generator
-from ..training.data import FileSampler, load_run_dataset
+from ..training.datasets import load_run_dataset
+from ..training.split import FileSampler
 from ..training.models import build_model, loss_fn as make_loss_fn
 from ..training.pergrad import per_file_gradients
 from .stragglers import apply_byzantine_timing, first_k, make_delay_model, wait_all

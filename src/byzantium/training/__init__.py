@@ -1,15 +1,6 @@
 """Training: data sets and file splits, models, per-file gradients (the step loop lives beside)."""
 
-from .data import (
-    DATASETS,
-    DataError,
-    Dataset,
-    FileSampler,
-    default_cache_dir,
-    gather_files,
-    label_skew,
-    load_dataset,
-)
+from .datasets import DATASETS, DataError, Dataset, default_cache_dir, load_dataset
 from .models import MODELS, build_model, evaluate, loss_fn, update_batchnorm_stats
 from .pergrad import (
     METHODS,
@@ -21,6 +12,7 @@ from .pergrad import (
     per_file_gradients,
     set_flat_params,
 )
+from .split import FileSampler, gather_files, label_skew
 
 __all__ = [
     "DATASETS",

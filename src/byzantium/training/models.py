@@ -20,17 +20,20 @@ building a model neither reads nor advances the global RNG.
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import Dataset
+from ..registry import Registry
+from .datasets import Dataset
 
 __all__ = [
     "MODELS",
+    "model",
     "build_model",
     "loss_fn",
     "evaluate",
@@ -43,6 +46,23 @@ __all__ = [
 ]
 
 
+MODELS: Registry[type[nn.Module]] = Registry("model", error=ValueError)
+"""Model classes by name; a class is built as ``cls(input_shape, num_outputs, **keywords)``."""
+
+M = TypeVar("M", bound=type)
+
+
+def model(name: str) -> Callable[[M], M]:
+    """Register an ``nn.Module`` class as model ``name``; its keyword arguments after
+    ``(input_shape, num_outputs)`` are the keywords :func:`build_model` accepts."""
+    return MODELS.register(name)
+
+
+def _keywords(cls: type) -> list[str]:
+    """The keywords of ``cls(input_shape, num_outputs, **keywords)``."""
+    return sorted(list(inspect.signature(cls).parameters)[2:])
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
@@ -52,6 +72,7 @@ def _in_features(shape: Sequence[int]) -> int:
     return int(math.prod(shape))
 
 
+@model("logreg")
 class LogReg(nn.Module):
     """``Linear(prod(input_shape), out)`` on flattened inputs: logistic / linear regression."""
 
@@ -63,6 +84,7 @@ class LogReg(nn.Module):
         return self.linear(x.flatten(1))
 
 
+@model("mlp")
 class MLP(nn.Module):
     """Fully connected ReLU network on flattened inputs (hidden sizes ``hidden``)."""
 
@@ -79,6 +101,7 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))
 
 
+@model("cnn1d")
 class CNN1D(nn.Module):
     """The MNIST-1D convnet (Greydanus 2020, "Scaling down deep learning"): three ReLU conv
     layers (kernel 5/3/3, stride 2, padding 1, ``channels`` wide) and a linear read-out; about
@@ -107,6 +130,7 @@ class CNN1D(nn.Module):
         return self.linear(x.flatten(1))
 
 
+@model("lenet")
 class LeNet(nn.Module):
     """LeNet-5 style CNN (LeCun et al. 1998) for ``(C, H, W)`` images of any size.
 
@@ -170,6 +194,7 @@ class _BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))  # no in-place ops: the fused per-file path hooks outputs
 
 
+@model("resnet18")
 class ResNet18(nn.Module):
     """CIFAR ResNet-18 (He et al. 2016; the 3x3-stem variant without max-pool used for 32x32).
 
@@ -205,16 +230,6 @@ class ResNet18(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-_BUILDERS: dict[str, tuple[type[nn.Module], set[str]]] = {
-    "logreg": (LogReg, set()),
-    "mlp": (MLP, {"hidden"}),
-    "cnn1d": (CNN1D, {"channels"}),
-    "lenet": (LeNet, {"channels", "hidden"}),
-    "resnet18": (ResNet18, {"width", "norm", "groups"}),
-}
-MODELS = tuple(_BUILDERS)
-
-
 def build_model(
     name: str, dataset: Dataset, *, seed: int = 0, device: str | torch.device = "cpu", **kw: Any
 ) -> nn.Module:
@@ -225,21 +240,22 @@ def build_model(
     ``channels`` (6, 16), ``hidden`` (120, 84); ``resnet18``: ``width`` (64), ``norm``
     ("group"), ``groups`` (32).
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"build_model: name must be one of {MODELS}, got name={name!r}")
-    cls, allowed = _BUILDERS[name]
-    extra = sorted(set(kw) - allowed)
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"build_model: name must be one of {tuple(MODELS.names())}, got name={name!r}")
+    cls = MODELS[name]
+    allowed = _keywords(cls)
+    extra = sorted(set(kw) - set(allowed))
     if extra:
-        raise ValueError(f"build_model({name!r}): unknown keyword(s) {extra}; allowed: {sorted(allowed)}")
+        raise ValueError(f"build_model({name!r}): unknown keyword(s) {extra}; allowed: {allowed}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"build_model: seed must be a non-negative int, got seed={seed!r}")
     with torch.device("meta"):
-        model = cls(dataset.input_shape, dataset.num_outputs, **kw)
-    model = model.to_empty(device="cpu")
+        net = cls(dataset.input_shape, dataset.num_outputs, **kw)
+    net = net.to_empty(device="cpu")
     gen = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
+    for mod in net.modules():
         _init_module(mod, gen)
-    return model.to(device)
+    return net.to(device)
 
 
 @torch.no_grad()

@@ -205,7 +205,7 @@ def _serve() -> None:  # pragma: no cover - the zygote process
     import scipy.optimize  # noqa: F401  (synthetic data sets)
     import scipy.special  # noqa: F401
 
-    from ...training import data, models, pergrad  # noqa: F401
+    from ...training import datasets as data, models, pergrad, split  # noqa: F401
     from .. import simulator  # noqa: F401
     from . import geometry, server, worker  # noqa: F401
     from .byzsgd import server as _bs, worker as _bw  # noqa: F401  (ByzSGD ranks)

@@ -79,7 +79,7 @@ def build_deployment(cfg: RunConfig) -> tuple[Any, Any]:
     file sampler, learning-rate schedule, T, who is Byzantine, the attacks), never its lock-step
     :meth:`step`."""
     from ...byzsgd_sim import build_byzsgd_cluster
-    from ....training.data import load_run_dataset
+    from ....training.datasets import load_run_dataset
 
     dataset = load_run_dataset(cfg)
     cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=cfg.scheme, attack_enabled=True)
