@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from .registry import Registry
-from .runtime.stragglers import DELAY_MODELS
+from .stragglers import DELAY_MODELS
 from .schemes.registry import SCHEMES as SCHEME_REGISTRY
 from .training.datasets import DATASETS
 from .training.models import MODELS

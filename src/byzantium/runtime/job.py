@@ -26,7 +26,7 @@ from ..training.datasets import load_run_dataset
 from ..training.split import FileSampler
 from ..training.models import build_model, loss_fn as make_loss_fn
 from ..training.pergrad import per_file_gradients
-from .stragglers import apply_byzantine_timing, first_k, make_delay_model, wait_all
+from ..stragglers import apply_byzantine_timing, first_k, make_delay_model, wait_all
 
 __all__ = ["Job", "build_job"]
 

@@ -27,7 +27,7 @@ from ..seeding import generator
 from ..training.pergrad import per_file_gradients
 from .job import Job
 from .records import StarStepperBase
-from .stragglers import arrivals
+from ..stragglers import arrivals
 from .update import ModelUpdate
 
 __all__ = ["SimulatedCluster", "SimulatedStepper", "StepOutput", "omniscient_view"]

@@ -44,7 +44,7 @@ def write_config(run_dir: Path, cfg_dict: dict) -> None:
 
 def write_run_config(run_dir: Path, cfg: Any, scheme_cfg: Any, attack_enabled: bool = True) -> None:
     """``config.yaml`` of a run: the resolved configuration with the scheme actually run."""
-    from ..config import to_dict
+    from ..typed import to_plain as to_dict
 
     write_config(Path(run_dir), {**to_dict(cfg), "scheme": to_dict(scheme_cfg),
                                  "attack_enabled": attack_enabled})

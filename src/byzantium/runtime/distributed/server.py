@@ -44,7 +44,7 @@ from ...training.results import MetricsWriter, write_run_config
 from ..job import Job, build_job
 from ..loop import Clocks, LineProgress, StopRun, train
 from ..records import StarStepperBase, star_summary
-from ..stragglers import FirstK
+from ...stragglers import FirstK
 from ..update import ModelUpdate
 from .geometry import geometry
 from .frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ...registry import Registry
+from ..registry import Registry
 from .checks import StragglerError, bounded, check_fields
 
 __all__ = [

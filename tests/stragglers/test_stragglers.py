@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from byzantium.runtime import (
+from byzantium.stragglers import (
     DELAY_MODELS,
     ExponentialDelay,
     FirstK,
@@ -196,9 +196,9 @@ def test_parameters_are_checked_when_a_model_is_built_directly():
 def test_a_registered_delay_model_is_built_from_its_spec(monkeypatch):
     from dataclasses import dataclass, field
 
-    from byzantium.runtime.stragglers import delay_model
-    from byzantium.runtime.stragglers.checks import bounded
-    from byzantium.runtime.stragglers.delays import DelayModelBase
+    from byzantium.stragglers import delay_model
+    from byzantium.stragglers.checks import bounded
+    from byzantium.stragglers.delays import DelayModelBase
 
     monkeypatch.setattr(DELAY_MODELS, "_entries", dict(DELAY_MODELS._entries))
     monkeypatch.setattr(DELAY_MODELS, "_params", dict(DELAY_MODELS._params))

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import MISSING, field
 from typing import Any
 
-from ...typed import ConfigError, convert, finite
+from ..typed import ConfigError, convert, finite
 
 __all__ = ["StragglerError", "bounded", "check_fields", "check_value", "check_int"]
 

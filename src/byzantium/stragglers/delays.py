@@ -20,7 +20,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
-from ...registry import Registry
+from ..registry import Registry
 from .checks import StragglerError, bounded, check_fields, check_int
 
 __all__ = [
