@@ -276,6 +276,8 @@ def _squeeze(res: VoteResult) -> VoteResult:
 
 
 _CHUNK = 131072  # elements per block of the CPU exact pass (fits in L2 with the other copies)
+_SMALL = 1 << 20  # contested copies (elements) up to which the tolerance path gathers them and
+# runs vectorised (per-file Python costs more than the gather there; above, block by block)
 
 
 def _threads() -> int:
@@ -329,6 +331,33 @@ def _exact_pass_cpu(flat: Tensor, idx_l: list, pres_l: list, ref_l: list,
         edges = np.linspace(0, F, nt + 1).astype(int)
         list(_pool().map(work, [range(a, b) for a, b in zip(edges[:-1], edges[1:])]))
     return (torch.from_numpy(out) if out_t is None else out_t), same, finite
+
+
+def _exact_pass_cpu_shared(flat: Tensor, idx: Tensor, present: Tensor, ref_idx: Tensor,
+                           idx_l: list, pres_l: list, ref_l: list, out_t: Tensor | None
+                           ) -> tuple[Tensor, list[bool], list[bool]]:
+    """:func:`_exact_pass_cpu` with a vectorised shortcut for files whose present copies all
+    point at one row (a simulator's honest replicas): equal without a comparison, so one
+    gather of those rows and one finiteness sum decide them all; only the other files take the
+    block-by-block comparison."""
+    F = idx.shape[0]
+    ref_rows = idx[torch.arange(F), ref_idx]
+    shared = ((idx == ref_rows.unsqueeze(1)) | ~present).all(1) & present.any(1)
+    if not bool(shared.any()):
+        return _exact_pass_cpu(flat, idx_l, pres_l, ref_l, out_t)
+    values = (flat.index_select(0, ref_rows) if out_t is None
+              else torch.index_select(flat, 0, ref_rows, out=out_t))
+    finite_t = torch.isfinite(values.sum(dim=1))
+    same = shared.tolist()
+    finite = (finite_t & shared).tolist()
+    rest = torch.nonzero(~shared).flatten().tolist()
+    if rest:
+        sub_vals, sub_same, sub_fin = _exact_pass_cpu(
+            flat, [idx_l[i] for i in rest], [pres_l[i] for i in rest], [ref_l[i] for i in rest])
+        values[rest] = sub_vals
+        for j, i in enumerate(rest):
+            same[i], finite[i] = sub_same[j], sub_fin[j]
+    return values, same, finite
 
 
 def _rows(flat: Tensor, rows: Tensor) -> Tensor:
@@ -453,7 +482,8 @@ def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol
     numpy_ok = (dev.type == "cpu" and flat.stride(1) == 1
                 and flat.dtype in (torch.float16, torch.float32, torch.float64))
     if numpy_ok:
-        values, same, finite = _exact_pass_cpu(flat, idx_l, pres_l, ref_l, out)
+        values, same, finite = _exact_pass_cpu_shared(flat, idx, present, ref_idx, idx_l, pres_l,
+                                                      ref_l, out)
     else:  # other devices: early-exiting torch.equal on views of the message rows
         bits = flat.view(_INT_VIEW[flat.element_size()])
         same = [
@@ -478,7 +508,7 @@ def _vote(fn: str, flat: Tensor, idx: Tensor, present: Tensor, rtol: float, atol
     if slow.numel():
         sidx = idx.index_select(0, slow)
         P = present.index_select(0, slow)
-        if numpy_ok:
+        if numpy_ok and sidx.numel() * flat.shape[1] > _SMALL:
             A = _agreement_cpu(flat, sidx.tolist(), P.tolist(), rtol, atol)
         else:
             A = _agreement(_rows(flat, sidx.reshape(-1)).reshape(len(slow), r, -1), P, rtol,
