@@ -6,33 +6,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["RuntimeOptions", "Fault", "FAULT_KINDS", "SERVER_FAULT_KINDS", "parse_fault", "OptionsError"]
+from .faults import FREEZE_SECONDS, OptionsError, fault_kinds
 
-FAULT_KINDS = (
-    "short",    # send a frame shorter than the agreed size (payload cut, no trailer)
-    "length",   # declare a payload length that differs from the scheme's message length
-    "stale",    # stamp the frame (validly) with the previous step
-    "stamp",    # a trailer stamp that does not match the header (forged)
-    "sender",   # claim to be another worker in the header (validly stamped)
-    "nan",      # NaN payload
-    "inf",      # +Inf payload
-    "garbage",  # huge finite values (passes validation; the scheme must cope)
-    "kill",     # SIGKILL itself before computing the step
-    "stop",     # SIGSTOP itself before computing the step (hangs until killed)
-    "freeze",   # SIGSTOP itself for FREEZE_SECONDS, then go on (a machine that froze)
-)
+__all__ = ["RuntimeOptions", "Fault", "FAULT_KINDS", "SERVER_FAULT_KINDS", "parse_fault", "OptionsError",
+           "FREEZE_SECONDS"]
 
+FAULT_KINDS = fault_kinds("worker")
+"""Faults a worker can inject (:data:`.faults.FAULTS` says what each does)."""
 
-class OptionsError(ValueError):
-    """A runtime option or fault specification is malformed."""
-
-
-SERVER_FAULT_KINDS = ("kill", "stop", "freeze")
+SERVER_FAULT_KINDS = fault_kinds("server")
 """Faults a (ByzSGD) parameter server can inject: ``psS:kill@STEP`` / ``psS:stop@STEP`` /
 ``psS:freeze@STEP`` (the whole process, its receivers included, stops for ``FREEZE_SECONDS``
 and then goes on: a machine that froze, its peers' frames to it replaced in their outboxes)."""
-
-FREEZE_SECONDS = 2.0
 
 SYNC_DEFAULT_DEADLINE = 1.0
 """Synchronous ByzSGD's bounded delay Δ (seconds) when ``--deadline`` is not given: ample for one

@@ -42,41 +42,19 @@ from ...config import RunConfig
 from ...training.pergrad import per_file_gradients, set_flat_params
 from ..job import build_job
 from ..simulator import omniscient_view
-from .faults import process_fault
+from .faults import FAULTS, faulty_frame, process_fault
 from .geometry import geometry
-from .frames import MESSAGE, PARAMS, STOP, encode_frame, stamp, to_wire, validate_frame
+from .frames import PARAMS, STOP, validate_frame
 from .options import RuntimeOptions
 from .transport import WorkerChannel, init_world
 
-__all__ = ["run_worker", "faulty_frame"]
+__all__ = ["run_worker"]
 
 
 def _device(opts: RuntimeOptions) -> torch.device:
     if opts.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(opts.device)
-
-
-def faulty_frame(
-    kind: str, msg: torch.Tensor, *, step: int, rank: int, slots: int, session: int, aux: float
-) -> torch.Tensor:
-    """The frame a worker sends for fault ``kind`` (same physical size as a valid frame)."""
-    wire = to_wire(msg)
-    if kind == "length":
-        return encode_frame(MESSAGE, step, rank, wire[:-1], capacity=slots, session=session, aux=aux)
-    if kind == "stale":
-        return encode_frame(MESSAGE, step - 1, rank, wire, capacity=slots, session=session, aux=aux)
-    if kind == "sender":
-        return encode_frame(MESSAGE, step, rank + 1, wire, capacity=slots, session=session, aux=aux)
-    if kind in ("nan", "inf", "garbage"):
-        value = {"nan": float("nan"), "inf": float("inf"), "garbage": 1e30}[kind]
-        bad = torch.full_like(msg, value)
-        return encode_frame(MESSAGE, step, rank, to_wire(bad), capacity=slots, session=session, aux=aux)
-    frame = encode_frame(MESSAGE, step, rank, wire, capacity=slots, session=session, aux=aux)
-    if kind == "stamp":
-        ints = frame.view(torch.int32)
-        ints[-1] = stamp(session ^ 0x5A5A5A5A, MESSAGE, step, rank, wire.numel())
-    return frame
 
 
 def run_worker(
@@ -139,15 +117,12 @@ def run_worker(
             delay = float(job.delays(step)[w]) * opts.time_scale
             if delay > 0:
                 time.sleep(delay)
-        if fault in (None, "short", "freeze"):
-            out = encode_frame(MESSAGE, step, rank, to_wire(msg), capacity=geo.message_slots,
-                               session=session, aux=loss)
-        else:
-            out = faulty_frame(fault, msg, step=step, rank=rank, slots=geo.message_slots,
-                               session=session, aux=loss)
-        if fault not in (None, "freeze"):
+        out = faulty_frame(fault, msg, step=step, rank=rank, slots=geo.message_slots,
+                           session=session, aux=loss)
+        kind = FAULTS.get(fault) if fault else None
+        if kind is not None and (kind.frame is not None or kind.truncate):
             log(f"worker {w}: fault injection: {fault} frame at step {step}")
-        if fault == "short":
+        if kind is not None and kind.truncate:
             chan.send_truncated(out, out.numel() // 2)
         else:
             chan.send(out)

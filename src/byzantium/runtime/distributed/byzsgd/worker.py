@@ -46,11 +46,10 @@ from ....byzsgd import (
 )
 from ....seeding import generator
 from ....training.pergrad import per_file_gradients, set_flat_params
-from ..faults import process_fault
+from ..faults import FAULTS, faulty_frame, process_fault
 from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions
-from ..worker import faulty_frame
 from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
 
 __all__ = ["run_byzsgd_worker"]
@@ -251,7 +250,7 @@ def run_byzsgd_worker(
         raise ValueError(f"byzsgd work: a worker's rank must lie in [n_ps={b.n_ps}, {layout.world}), got {rank}")
     j = layout.worker_index(rank)
     faults = opts.faults_of(j)
-    if "short" in faults.values():
+    if any(FAULTS[k].truncate for k in faults.values()):
         raise ValueError("byzsgd work: fault 'short' is not supported by the ByzSGD runtime (its mesh only "
                          "sends whole frames); the other frame faults are")
     dataset, cluster = build_deployment(cfg)  # before joining: the others wait in the barrier
@@ -270,12 +269,8 @@ def run_byzsgd_worker(
             t, msgs, loss = wk.step(t, first=done == 0)
             fault = faults.get(t)
             for s, m in enumerate(msgs):
-                if fault is None or fault in ("kill", "stop", "freeze"):
-                    fr = encode_frame(MESSAGE, t, rank, m.to(torch.float32), capacity=cluster.d,
-                                      session=session, aux=loss)
-                else:
-                    fr = faulty_frame(fault, m.to(torch.float32), step=t, rank=rank, slots=cluster.d,
-                                      session=session, aux=loss)
+                fr = faulty_frame(fault, m.to(torch.float32), step=t, rank=rank, slots=cluster.d,
+                                  session=session, aux=loss)
                 mesh.send(s, fr)
             wk.pushed_at = time.monotonic()
             wk.inbox.set_floor(PARAMS, t + 1)
