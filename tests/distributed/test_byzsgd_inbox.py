@@ -8,7 +8,7 @@ import queue
 import pytest
 import torch
 
-from byzantium.runtime.distributed.byzsgd.node import EventLog, Inbox, QuorumError
+from byzantium.runtime.distributed.byzsgd.inbox import EventLog, Inbox, QuorumError
 from byzantium.runtime.distributed.frames import GATHER, MESSAGE, PARAMS, encode_frame
 from byzantium.runtime.distributed.mesh import Arrival, Lost
 
@@ -134,6 +134,6 @@ def test_a_party_that_fell_behind_joins_the_newest_quorum() -> None:
 
 
 def test_feasible_f_keeps_f_while_mda_allows_it() -> None:
-    from byzantium.runtime.distributed.byzsgd.node import feasible_f
+    from byzantium.runtime.distributed.byzsgd.layout import feasible_f
 
     assert [feasible_f(2, m) for m in range(1, 8)] == [0, 0, 1, 1, 2, 2, 2]

@@ -57,7 +57,8 @@ from ..frames import GATHER, MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions
 from .checkpoint import load_server_state, save_server_state
-from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
+from .inbox import EventLog, Inbox, QuorumError, Received
+from .layout import Layout, build_deployment, feasible_f, pairs
 
 __all__ = ["run_byzsgd_server", "SERVER_FIELDS"]
 

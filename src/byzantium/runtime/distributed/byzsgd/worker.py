@@ -50,7 +50,8 @@ from ..faults import FAULTS, faulty_frame, process_fault
 from ..frames import MESSAGE, PARAMS, REQUEST, encode_frame
 from ..mesh import Mesh, open_mesh
 from ..options import RuntimeOptions
-from .node import EventLog, Inbox, Layout, QuorumError, Received, build_deployment, feasible_f, pairs
+from .inbox import EventLog, Inbox, QuorumError, Received
+from .layout import Layout, build_deployment, feasible_f, pairs
 
 __all__ = ["run_byzsgd_worker"]
 
