@@ -146,7 +146,9 @@ def test_a_server_that_froze_catches_up(zygote, tmp_path) -> None:
     # worker 3 froze at step 20: the servers went on with q_w = 5 of the 6 others; it rejoined later
     w3 = json.loads((tmp_path / "d" / "workers" / "w3.json").read_text())
     assert w3["filter"]["skipped_steps"] > 0 and w3["error"] is None and w3["last_step"] == 59
-    assert summary["worker_steps_skipped"] == {"3": w3["filter"]["skipped_steps"]}
+    # the frozen worker's skips reach the merged summary (a loaded machine may let another
+    # worker fall a step behind too: only worker 3's count is certain)
+    assert summary["worker_steps_skipped"]["3"] == w3["filter"]["skipped_steps"]
 
 
 def test_too_many_dead_servers_is_a_clear_error(zygote, tmp_path) -> None:

@@ -74,6 +74,9 @@ sum of squares 4.7e-3, first entries 2.0e-2; ByzSGD async 1.9e-3, 1.6e-3, 0.006,
 ARRIVAL_ORDER = {
     "demo.dstar": "dSTAR-I aggregates the first k = 12 of the 15 gradients to arrive",
     "byzsgd.async": "asynchronous ByzSGD parties go on with the first quorum of messages",
+    # bit-identical on a quiet machine, but a gradient that misses the bounded delay (1 s) on a
+    # loaded one is left out: measured 1.4e-5 loss, 2.8e-3 model sum at load ~10
+    "byzsgd.sync": "synchronous ByzSGD takes what arrived within the bounded delay",
 }
 
 CASES = golden_cases()
