@@ -49,7 +49,9 @@ def _time_job(cfg, run: Path) -> dict[str, float]:
     with Launch(cfg, run, opts=RuntimeOptions(progress_every=0)) as job:
         pids = time.perf_counter() - t0
         end = t0 + 120.0
-        while "workers joined" not in (log.read_text() if log.exists() else ""):
+        while "workers joined" not in (text := log.read_text() if log.exists() else ""):
+            if job.returncode(0) is not None:
+                raise RuntimeError(f"{run}: the server exited with {job.returncode(0)}:\n{text[-500:]}")
             if time.perf_counter() > end:
                 raise TimeoutError(f"{run}: no 'workers joined' within 120 s")
             time.sleep(0.005)

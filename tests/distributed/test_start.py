@@ -47,9 +47,13 @@ def _gone(pid: int) -> bool:
 
 def test_every_preloaded_module_imports() -> None:
     """The forkserver skips a preload entry that fails to import without a word (its ranks then
-    import it themselves, slowly): every entry must import."""
+    import it themselves, slowly): every entry must import. The forkserver's set-up module, imported
+    anywhere but in the forkserver, must not install its os._exit hook (it would hide this
+    process's exit code)."""
     for name in launcher.PRELOAD:
         importlib.import_module(name)
+    setup = importlib.import_module("byzantium.runtime.distributed.forkserver_setup")
+    assert launcher.PRELOAD[-1] == setup.__name__ and not hasattr(setup, "_exit_at_once")
 
 
 @pytest.mark.parametrize("spec", [

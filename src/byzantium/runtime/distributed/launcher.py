@@ -61,10 +61,11 @@ PRELOAD = (
     "byzantium.training.pergrad", "byzantium.training.results", "byzantium.runtime.simulator",
     "byzantium.runtime.distributed.ranks", "byzantium.runtime.distributed.server",
     "byzantium.runtime.distributed.worker", "byzantium.runtime.distributed.byzsgd",
-    "byzantium.runtime.distributed.warmup",
+    "byzantium.runtime.distributed.forkserver_setup",
 )
 """What the forkserver imports before it forks a rank: torch and every module a server or worker
-rank needs (the star and the ByzSGD ranks), then :mod:`.warmup` (first-use costs)."""
+rank needs (the star and the ByzSGD ranks), then :mod:`.forkserver_setup` (first-use costs, a
+prompt exit)."""
 
 PACKAGE_DIR = str(Path(__file__).resolve().parents[2])
 """The directory this copy of ``byzantium`` was imported from (a forked rank checks it)."""
