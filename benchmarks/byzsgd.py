@@ -16,7 +16,7 @@ worker, lr 0.05, plain SGD, one torch thread per process. Rows:
 
 Simulator (``--runtime sim``): medians of per-step wall times of the lock-step simulation, messages
 counted by the simulator. Distributed runtime (``--runtime dist``): real jobs on loopback (one
-process per server and per worker, forked from one pre-imported zygote), the median of the correct
+process per server and per worker, forked from the launcher's forkserver), the median of the correct
 servers' per-step wall times (first 5 steps dropped, from their metrics.csv) and the frames each
 rank handed to gloo. The distributed single-server row runs the same ByzSGD runtime with one server
 (its workers then take that server's model as is), so the rows differ only in the protocol; the
@@ -42,7 +42,6 @@ import torch
 from byzantium.byzsgd import ByzSGDCluster, ByzSGDParams
 from byzantium.config import parse_config
 from byzantium.runtime.distributed import RuntimeOptions, launch
-from byzantium.runtime.distributed.zygote import Zygote
 from byzantium.training.datasets import load_dataset
 from byzantium.training.results import read_metrics
 
@@ -90,31 +89,30 @@ def dist_cfg(n_ps: int, f_ps: int, variant: str, relaxed: bool, srv: str | None,
 def run_dist(steps: int, root: Path) -> dict[str, dict]:
     out = {}
     opts = RuntimeOptions(progress_every=0, threads=1, deadline=30.0)
-    with Zygote() as zyg:
-        for i, (name, n_ps, f_ps, variant, relaxed, srv) in enumerate(SETUPS):
-            cfg = dist_cfg(n_ps, f_ps, variant, relaxed, srv, steps)
-            run = root / f"run{i}"
-            t0 = time.perf_counter()
-            s = launch(cfg, run, opts=opts, zygote=zyg, timeout=600)
-            job_s = time.perf_counter() - t0
-            per_server = []
-            for ps in s["correct_servers"]:
-                walls = [r["wall_time"] for r in read_metrics(run / "servers" / f"ps{ps}" / "metrics.csv")]
-                deltas = [b - a for a, b in zip(walls[:-1], walls[1:])][5:]
-                per_server.append(statistics.median(deltas))
-            out[name] = {"ms": 1000 * statistics.median(per_server),
-                         "msgs": {k: s["frames_per_step"].get(k, 0.0) for k in KINDS},
-                         "acc": s["final_test_accuracy"], "T": s["gather_period"], "job_s": job_s}
-            print(f"  ran {name}: {job_s:.1f} s", file=sys.stderr, flush=True)
-        cfg = dist_cfg(1, 0, "async", False, None, steps)
-        cfg = dataclasses.replace(cfg, scheme=dataclasses.replace(cfg.scheme, name="robust", aggregator="mda"))
-        run = root / "star"
-        s = launch(cfg, run, opts=opts, zygote=zyg, timeout=600)
-        walls = [r["wall_time"] for r in read_metrics(run / "metrics.csv")]
-        deltas = [b - a for a, b in zip(walls[:-1], walls[1:])][5:]
-        out["star runtime, MDA"] = {"ms": 1000 * statistics.median(deltas),
-                                    "msgs": {"pull": float(N_W), "push": float(N_W)},
-                                    "acc": s["final_test_accuracy"], "T": 0}
+    for i, (name, n_ps, f_ps, variant, relaxed, srv) in enumerate(SETUPS):
+        cfg = dist_cfg(n_ps, f_ps, variant, relaxed, srv, steps)
+        run = root / f"run{i}"
+        t0 = time.perf_counter()
+        s = launch(cfg, run, opts=opts, timeout=600)
+        job_s = time.perf_counter() - t0
+        per_server = []
+        for ps in s["correct_servers"]:
+            walls = [r["wall_time"] for r in read_metrics(run / "servers" / f"ps{ps}" / "metrics.csv")]
+            deltas = [b - a for a, b in zip(walls[:-1], walls[1:])][5:]
+            per_server.append(statistics.median(deltas))
+        out[name] = {"ms": 1000 * statistics.median(per_server),
+                     "msgs": {k: s["frames_per_step"].get(k, 0.0) for k in KINDS},
+                     "acc": s["final_test_accuracy"], "T": s["gather_period"], "job_s": job_s}
+        print(f"  ran {name}: {job_s:.1f} s", file=sys.stderr, flush=True)
+    cfg = dist_cfg(1, 0, "async", False, None, steps)
+    cfg = dataclasses.replace(cfg, scheme=dataclasses.replace(cfg.scheme, name="robust", aggregator="mda"))
+    run = root / "star"
+    s = launch(cfg, run, opts=opts, timeout=600)
+    walls = [r["wall_time"] for r in read_metrics(run / "metrics.csv")]
+    deltas = [b - a for a, b in zip(walls[:-1], walls[1:])][5:]
+    out["star runtime, MDA"] = {"ms": 1000 * statistics.median(deltas),
+                                "msgs": {"pull": float(N_W), "push": float(N_W)},
+                                "acc": s["final_test_accuracy"], "T": 0}
     return out
 
 

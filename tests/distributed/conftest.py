@@ -1,5 +1,6 @@
-"""Fixtures for the distributed runtime's tests: tiny configs, one shared zygote, and jobs that are
-always torn down by PID (also when a test fails)."""
+"""Fixtures for the distributed runtime's tests: tiny configs and jobs that are always torn down by
+PID (also when a test fails). Every job forks its ranks from this process's forkserver (started by
+the first job, shared by the later ones); it exits with the test process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pytest
 
 from byzantium.config import parse_config
 from byzantium.runtime.distributed.launcher import Launch
-from byzantium.runtime.distributed.zygote import Zygote
 
 
 def tiny_cfg(workers: int = 6, steps: int = 5, **over):
@@ -33,23 +33,13 @@ def make_cfg():
     return tiny_cfg
 
 
-@pytest.fixture(scope="session")
-def zygote():
-    """One pre-imported process that forks every rank of every job in this session; it and every
-    child it forked are killed by PID at the end."""
-    z = Zygote().start()
-    yield z
-    z.close()
-
-
 @pytest.fixture
-def jobs(zygote):
+def jobs():
     """``jobs(cfg, run_dir, **kw) -> Launch`` (started); every job is closed (all its ranks killed
     by PID) when the test ends, passed or failed."""
     started: list[Launch] = []
 
     def start(cfg, run_dir, **kw):
-        kw.setdefault("zygote", zygote)
         job = Launch(cfg, run_dir, **kw)
         started.append(job)
         return job.start()

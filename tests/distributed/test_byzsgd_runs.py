@@ -63,12 +63,12 @@ def test_layout_and_pairs() -> None:
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_no_fault_run_equals_the_simulator(momentum, zygote, data, tmp_path) -> None:
+def test_no_fault_run_equals_the_simulator(momentum, data, tmp_path) -> None:
     """f_ps = f_w = 0 and quorums of everyone: every party sees every message, so the real run is
     the lock-step simulation (up to the last bit of the per-file gradient pass)."""
     cfg = byz_cfg(steps=8, workers=4, n_ps=3, f_ps=0, attack={"name": "none"},
                   optim={"lr": 0.1, "momentum": momentum, "weight_decay": 1e-3, "schedule": "constant"})
-    summary = launch(cfg, tmp_path / "d", opts=OPTS, zygote=zygote, timeout=120)
+    summary = launch(cfg, tmp_path / "d", opts=OPTS, timeout=120)
     assert summary["completed"] and summary["servers_completed"] == [0, 1, 2]
     sim = build_byzsgd_cluster(cfg, data, scheme_cfg=cfg.scheme)
     sim.run(8)
@@ -82,13 +82,13 @@ def test_no_fault_run_equals_the_simulator(momentum, zygote, data, tmp_path) -> 
     assert sent + summary["frames_replaced"] + summary["frames_undelivered"] == 2 * 12 * 8 + 6 * 2
 
 
-def test_async_under_server_and_worker_attacks(zygote, data, tmp_path) -> None:
+def test_async_under_server_and_worker_attacks(data, tmp_path) -> None:
     """n_ps = 5 with one Byzantine server sending -100 theta, n_w = 7 with two reversed-gradient
     workers: the run completes, matches the simulator's accuracy and counts the paper's
     messages."""
     steps = 30
     cfg = byz_cfg(steps=steps, server_attack="reverse")
-    summary = launch(cfg, tmp_path / "d", opts=OPTS, zygote=zygote, timeout=120)
+    summary = launch(cfg, tmp_path / "d", opts=OPTS, timeout=120)
     assert summary["completed"] and summary["correct_servers"] == [0, 1, 2, 3]
     assert summary["servers_completed"] == [0, 1, 2, 3, 4] and summary["errors"] == {}
     rows = read_metrics(tmp_path / "d" / "metrics.csv")
@@ -115,9 +115,9 @@ def test_async_under_server_and_worker_attacks(zygote, data, tmp_path) -> None:
     assert (tmp_path / "d" / "accuracy.png").exists() and (tmp_path / "d" / "drift.png").exists()
 
 
-def test_a_killed_server_does_not_stop_the_others(zygote, tmp_path) -> None:
+def test_a_killed_server_does_not_stop_the_others(tmp_path) -> None:
     opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, faults=(parse_fault("ps1:kill@6"),))
-    summary = launch(byz_cfg(steps=20), tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    summary = launch(byz_cfg(steps=20), tmp_path / "d", opts=opts, timeout=120)
     assert summary["completed"] and summary["steps_completed"] == 20
     assert summary["servers_completed"] == [0, 2, 3, 4] and summary["servers_without_summary"] == [1]
     assert summary["final_test_accuracy"] > 0.6
@@ -125,7 +125,7 @@ def test_a_killed_server_does_not_stop_the_others(zygote, tmp_path) -> None:
     assert list(lost) == ["1"]
 
 
-def test_a_server_that_froze_catches_up(zygote, tmp_path) -> None:
+def test_a_server_that_froze_catches_up(tmp_path) -> None:
     """Server 2's whole process stops for 2 s at step 3 (receivers included): the others go on
     with q_ps = 4 models, the workers' outboxes to it keep only their newest gradient, and when
     it wakes it joins the workers' newest step instead of waiting forever for step 3's. Then
@@ -134,7 +134,7 @@ def test_a_server_that_froze_catches_up(zygote, tmp_path) -> None:
     faults = (parse_fault("ps2:freeze@3"), parse_fault("ps1:kill@12"), parse_fault("3:freeze@20"))
     opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, faults=faults)
     cfg = byz_cfg(steps=60)
-    summary = launch(cfg, tmp_path / "d", opts=opts, zygote=zygote, timeout=150)
+    summary = launch(cfg, tmp_path / "d", opts=opts, timeout=150)
     assert summary["completed"] and summary["servers_completed"] == [0, 2, 3, 4]
     froze = json.loads((tmp_path / "d" / "servers" / "ps2" / "summary.json").read_text())
     assert froze["completed"] and froze["steps_skipped"] > 0
@@ -151,24 +151,24 @@ def test_a_server_that_froze_catches_up(zygote, tmp_path) -> None:
     assert summary["worker_steps_skipped"]["3"] == w3["filter"]["skipped_steps"]
 
 
-def test_too_many_dead_servers_is_a_clear_error(zygote, tmp_path) -> None:
+def test_too_many_dead_servers_is_a_clear_error(tmp_path) -> None:
     """Two crashed servers of five with f_ps = 1: no quorum of q_ps = 4 models is reachable."""
     faults = (parse_fault("ps1:kill@4"), parse_fault("ps2:kill@4"))
     opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, faults=faults)
     with pytest.raises(LaunchError, match="cannot reach the quorum|cannot give the quorum") as e:
-        launch(byz_cfg(steps=20), tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+        launch(byz_cfg(steps=20), tmp_path / "d", opts=opts, timeout=120)
     assert e.value.returncode == 3
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert not summary["completed"] and summary["errors"]
 
 
-def test_sync_variant_filters_the_byzantine_server(zygote, data, tmp_path) -> None:
+def test_sync_variant_filters_the_byzantine_server(data, tmp_path) -> None:
     """Synchronous ByzSGD: each worker pulls one server per normal step; the -100 theta models of
     the Byzantine server fail the outliers filter and fall back to a full pull."""
     steps = 20
     cfg = byz_cfg(steps=steps, variant="sync", server_attack="reverse")
     opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, deadline=20.0)
-    summary = launch(cfg, tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    summary = launch(cfg, tmp_path / "d", opts=opts, timeout=120)
     assert summary["completed"] and summary["servers_completed"] == [0, 1, 2, 3, 4]
     T = summary["gather_period"]
     for j, fl in summary["worker_filters"].items():
@@ -194,12 +194,12 @@ def test_sync_waits_follow_the_bounded_delay() -> None:
     assert slow.sync_delta() == 20.0 and slow.sync_patience() == 90.0 > 3 * 20.0
 
 
-def test_sync_variant_survives_a_silent_server(zygote, tmp_path) -> None:
+def test_sync_variant_survives_a_silent_server(tmp_path) -> None:
     """A silent Byzantine server under the synchronous variant: the workers it should serve time
     out after the deadline and fall back to the other servers; gathers go on without it."""
     cfg = byz_cfg(steps=8, variant="sync", server_attack="silent")
     opts = RuntimeOptions(progress_every=0, evict_timeout=30.0, deadline=0.5)
-    summary = launch(cfg, tmp_path / "d", opts=opts, zygote=zygote, timeout=120)
+    summary = launch(cfg, tmp_path / "d", opts=opts, timeout=120)
     assert summary["completed"] and summary["servers_completed"] == [0, 1, 2, 3, 4]
     assert summary["final_test_accuracy"] > 0.5
     assert sum(fl["timeouts"] for fl in summary["worker_filters"].values()) > 0
@@ -207,19 +207,19 @@ def test_sync_variant_survives_a_silent_server(zygote, tmp_path) -> None:
     assert silent["byzantine"] and silent["frames_sent"] == {}
 
 
-def test_resume_after_every_server_crashed(zygote, tmp_path) -> None:
+def test_resume_after_every_server_crashed(tmp_path) -> None:
     """Every server is killed at step 6 (checkpoints at 4); ``--resume`` continues from step 4
     and ends with the uninterrupted run's models (full quorums: the run is deterministic)."""
     cfg = byz_cfg(steps=12, workers=4, n_ps=3, f_ps=0, attack={"name": "none"},
                   optim={"lr": 0.1, "momentum": 0.9, "schedule": "constant"})
     cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, checkpoint_every=4))
-    full = launch(cfg, tmp_path / "full", opts=OPTS, zygote=zygote, timeout=120)
+    full = launch(cfg, tmp_path / "full", opts=OPTS, timeout=120)
     assert full["completed"] and full["resumed_at"] is None
     kill = RuntimeOptions(progress_every=0, evict_timeout=30.0,
                           faults=tuple(parse_fault(f"ps{s}:kill@6") for s in range(3)))
-    cut = launch(cfg, tmp_path / "cut", opts=kill, zygote=zygote, timeout=120)
+    cut = launch(cfg, tmp_path / "cut", opts=kill, timeout=120)
     assert not cut["completed"] and cut["steps_completed"] == 6
-    res = launch(cfg, tmp_path / "cut", opts=OPTS, zygote=zygote, timeout=120, resume=True)
+    res = launch(cfg, tmp_path / "cut", opts=OPTS, timeout=120, resume=True)
     assert res["completed"] and res["resumed_at"] == 4 and res["steps_completed"] == 12
     rows = read_metrics(tmp_path / "cut" / "metrics.csv")
     assert [r["step"] for r in rows] == list(range(12))

@@ -2,12 +2,11 @@
 
 Only this module touches byzantium's Python API, and only its public entry points: config loading
 with ``--set`` overrides (``byzantium.config.load_config``), ``run_training`` and the local
-launcher (``byzantium.runtime.distributed.launch``, with one shared zygote while that exists).
-When one of those imports fails (the redesign moved it), or with ``GOLDEN_VIA=cli``, the same
-run goes through the ``byzantium`` command instead (``train`` / ``launch`` with ``--set`` and
-``--out``), which the redesign keeps. Both paths run the same computation into the same
-run-directory format (measured: the same numbers); the command costs a fresh interpreter and
-zygote per job (about 8 s more per distributed case).
+launcher (``byzantium.runtime.distributed.launch``, whose forkserver serves every job of the
+process). With ``GOLDEN_VIA=cli`` the same run goes through the ``byzantium`` command instead
+(``train`` / ``launch`` with ``--set`` and ``--out``). Both paths run the same computation into
+the same run-directory format (measured: the same numbers); the command costs a fresh
+interpreter per job (about 8 s more per distributed case).
 """
 
 from __future__ import annotations
@@ -30,22 +29,15 @@ def _via_cli() -> bool:
 
 
 def _api() -> dict[str, Any] | None:
-    """The Python entry points, or None when one of them is gone (then the command is used)."""
+    """The Python entry points, or None with ``GOLDEN_VIA=cli`` (then the command is used)."""
     if _via_cli():
         return None
-    try:
-        from byzantium.config import load_config
-        from byzantium.runtime.distributed import RuntimeOptions, launch
-        from byzantium.training.loop import run_training
-    except ImportError as e:
-        print(f"golden: Python entry point missing ({e}); using the byzantium command", file=sys.stderr)
-        return None
-    try:  # a shared pre-imported process saves each job its start-up; optional
-        from byzantium.runtime.distributed.zygote import Zygote
-    except ImportError:
-        Zygote = None
+    from byzantium.config import load_config
+    from byzantium.runtime.distributed import RuntimeOptions, launch
+    from byzantium.runtime.run import run_training
+
     return {"load_config": load_config, "run_training": run_training, "launch": launch,
-            "RuntimeOptions": RuntimeOptions, "Zygote": Zygote}
+            "RuntimeOptions": RuntimeOptions}
 
 
 def _command() -> list[str]:
@@ -82,27 +74,21 @@ def run_simulator(case: Case, run_dir: Path) -> str:
 
 
 class DistributedRuntime:
-    """Runs cases as real local jobs (one process per rank on loopback). The Python path forks
-    every rank of every job from one shared zygote; :meth:`close` (also on failure, as a context
-    manager) kills it and every rank it forked by PID. Each job's own ranks are killed by the
-    launcher when the job ends or fails (``launch`` closes its job in every case)."""
+    """Runs cases as real local jobs (one process per rank on loopback). Each job's ranks are
+    killed by PID by the launcher when the job ends or fails (``launch`` closes its job in every
+    case)."""
 
     def __init__(self) -> None:
         self._api = _api()
-        self._zygote = None
 
     def __enter__(self) -> "DistributedRuntime":
-        if self._api is not None and self._api["Zygote"] is not None:
-            self._zygote = self._api["Zygote"]().start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        if self._zygote is not None:
-            self._zygote.close()
-            self._zygote = None
+        pass
 
     def run(self, case: Case, run_dir: Path) -> str:
         """Run ``case`` as a job into ``run_dir``; return how it was started."""
@@ -112,6 +98,5 @@ class DistributedRuntime:
             return "byzantium launch"
         cfg = self._api["load_config"](case.config_path(), case.settings())
         opts = self._api["RuntimeOptions"](progress_every=0)
-        shared = {"zygote": self._zygote} if self._zygote is not None else {}
-        self._api["launch"](cfg, Path(run_dir), opts=opts, timeout=JOB_TIMEOUT, **shared)
+        self._api["launch"](cfg, Path(run_dir), opts=opts, timeout=JOB_TIMEOUT)
         return "launch"

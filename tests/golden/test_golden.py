@@ -99,7 +99,7 @@ def mode(golden) -> str:
 
 @pytest.fixture(scope="module")
 def distributed():
-    """One runtime (one zygote) for every distributed case; it and every rank it forked are
+    """One runtime for every distributed case; it and every rank it forked are
     killed by PID at the end, also when a test failed."""
     with DistributedRuntime() as rt:
         yield rt

@@ -6,7 +6,9 @@ simulator.
 * :mod:`.transport`: pair groups, receive threads, the latest-only parameter mailbox;
 * :mod:`.server`: the training loop over real messages (arrival policies, eviction, guarantees);
 * :mod:`.worker`: honest and Byzantine workers, straggler sleeps, fault injection;
-* :mod:`.launcher`: one subprocess per rank on this machine, everything killed by PID at the end;
+* :mod:`.ranks`: what one rank runs (serve or work), the entry of every rank process;
+* :mod:`.launcher`: one process per rank on this machine (forked from a forkserver that preloaded
+  torch, or exec'd), everything killed by PID at the end;
 * :mod:`.cli`: ``byzantium launch | serve | work``.
 
 See ``shared/DESIGN.md`` ("Distributed runtime") for the measured gloo behaviour behind each

@@ -20,15 +20,13 @@ directly.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["add_launch_parsers", "main", "EXIT_INSUFFICIENT"]
+from .ranks import EXIT_INSUFFICIENT
 
-EXIT_INSUFFICIENT = 3
+__all__ = ["add_launch_parsers", "main", "rank_spec", "EXIT_INSUFFICIENT"]
 
 
 def _runtime_flags(p: argparse.ArgumentParser) -> None:
@@ -87,9 +85,9 @@ def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
     pl.add_argument("--no-progress", action="store_true", help="no progress lines")
     pl.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="kill the whole job after S seconds")
-    pl.add_argument("--start", choices=["zygote", "exec"], default="zygote",
-                    help="fork the ranks from one pre-imported process (zygote, default) or "
-                         "start each as a fresh interpreter (exec)")
+    pl.add_argument("--start", choices=["forkserver", "exec"], default="forkserver",
+                    help="fork the ranks from a forkserver that imported torch once (forkserver, "
+                         "default) or start each as a fresh interpreter (exec)")
     _runtime_flags(pl)
     pl.set_defaults(func=_cmd_launch)
 
@@ -101,7 +99,7 @@ def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
                     help="ByzSGD: the step every rank resumes from (default with --resume: the "
                          "newest step with a quorum of server checkpoints in --out)")
     _runtime_flags(ps)
-    ps.set_defaults(func=_cmd_serve)
+    ps.set_defaults(func=_cmd_rank)
 
     pw = subparsers.add_parser("work", help="run one worker rank of a job")
     _common(pw)
@@ -110,7 +108,7 @@ def add_launch_parsers(subparsers: argparse._SubParsersAction) -> None:
     pw.add_argument("--resume-step", type=int, default=0, metavar="R",
                     help="ByzSGD only: start at step R (the servers' --resume-step)")
     _runtime_flags(pw)
-    pw.set_defaults(func=_cmd_work)
+    pw.set_defaults(func=_cmd_rank)
 
     pm = subparsers.add_parser(
         "byzsgd-merge", help="merge the per-rank outputs of a distributed ByzSGD run (servers/, "
@@ -127,7 +125,9 @@ def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
 
 
 def _out(args: argparse.Namespace, cfg) -> Path:
-    return Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / cfg.scheme.display
+    from .ranks import default_run_dir
+
+    return Path(args.out) if args.out else default_run_dir(cfg)
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
@@ -170,123 +170,25 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_int(name: str) -> int:
-    if name not in os.environ:
-        raise ValueError(f"environment variable {name} is not set (env:// rendezvous needs RANK, "
-                         "WORLD_SIZE, MASTER_ADDR, MASTER_PORT)")
-    return int(os.environ[name])
+def rank_spec(args: argparse.Namespace):
+    """The :class:`.ranks.RankSpec` a parsed ``serve`` or ``work`` command line describes."""
+    from .ranks import RankSpec
+
+    return RankSpec(args.command, args.config, overrides=tuple(args.set), out=args.out,
+                    resume=getattr(args, "resume", False), resume_step=args.resume_step,
+                    session=args.session, opts=_options(args))
 
 
-def _session(args: argparse.Namespace, cfg) -> int:
-    from .geometry import default_session
+def _cmd_rank(args: argparse.Namespace) -> int:
+    from .ranks import rank_process
 
-    if args.session is not None:
-        return args.session
-    return default_session(cfg, os.environ.get("MASTER_PORT", ""))
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    return _rank_process(args, _serve)
-
-
-def _cmd_work(args: argparse.Namespace) -> int:
-    return _rank_process(args, _work)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from .server import InsufficientWorkersError, run_server
-
-    cfg = _load(args)
-    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
-    if cfg.scheme.name == "byzsgd":
-        from .byzsgd import QuorumError, run_byzsgd_server
-
-        from .byzsgd.checkpoint import resume_step
-
-        R = args.resume_step
-        if R is None and args.resume:
-            from ..byzsgd_sim import byzsgd_params
-
-            R = resume_step(_out(args, cfg), cfg.byzsgd.n_ps, byzsgd_params(cfg, cfg.attack.q).quorum_ps)
-        try:
-            run_byzsgd_server(cfg, _out(args, cfg), rank=rank, world_size=world,
-                              session=_session(args, cfg), opts=_options(args), resume_step=R,
-                              say=lambda m: print(m, flush=True))
-        except QuorumError as e:
-            print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
-            return EXIT_INSUFFICIENT
-        return 0
-    if rank != 0:
-        raise ValueError(f"serve: the server is rank 0, got RANK={rank}")
-    if cfg.workers != world - 1:
-        raise ValueError(f"serve: the config has workers={cfg.workers} but WORLD_SIZE={world} "
-                         f"gives {world - 1} worker ranks")
-    try:
-        run_server(cfg, _out(args, cfg), world_size=world, session=_session(args, cfg),
-                   opts=_options(args), resume=args.resume,
-                   say=lambda m: print(m, flush=True))
-    except InsufficientWorkersError as e:
-        print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
-        return EXIT_INSUFFICIENT
+    rank_process(rank_spec(args))  # ends the process
     return 0
-
-
-def _work(args: argparse.Namespace) -> int:
-    from .worker import run_worker
-
-    cfg = _load(args)
-    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
-    if cfg.scheme.name == "byzsgd":
-        from .byzsgd import run_byzsgd_worker
-
-        return run_byzsgd_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
-                                 opts=_options(args), run_dir=Path(args.out) if args.out else None,
-                                 start_step=args.resume_step)
-    return run_worker(cfg, rank=rank, world_size=world, session=_session(args, cfg),
-                      opts=_options(args))
-
-
-def _rank_process(args: argparse.Namespace, fn) -> int:
-    """Run one rank and end the process with ``os._exit``: gloo threads may still be blocked on a
-    peer that is gone, and interpreter shutdown must not wait for (or crash on) them."""
-    _die_with_parent()
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        rc = int(fn(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
-        rc = 2 if isinstance(e, ValueError) else 1
-    except BaseException:  # noqa: BLE001 - report, then still exit hard
-        import traceback
-
-        traceback.print_exc()
-        rc = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
-
-
-def _die_with_parent() -> None:
-    """Under the launcher: ask Linux to SIGKILL this rank when the launcher dies."""
-    parent = os.environ.get("BYZ_DIE_WITH_PARENT")
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort; the launcher still kills by PID
-        return
-    if os.getppid() != int(parent):  # the launcher died before prctl took effect
-        os._exit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m byzantium.runtime.distributed launch|serve|work ...`` (``serve`` and ``work``
-    never return: they end the process, see :func:`_rank_process`)."""
+    never return: they end the process, see :func:`.ranks.rank_process`)."""
     p = argparse.ArgumentParser(prog="python -m byzantium.runtime.distributed")
     add_launch_parsers(p.add_subparsers(dest="command", required=True))
     args = p.parse_args(argv)

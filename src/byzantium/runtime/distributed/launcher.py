@@ -1,23 +1,37 @@
 """Start a server and K workers on this machine, one subprocess per rank, and clean up by PID.
 
 Not ``torchrun`` / ``mp.spawn(join=True)``: both kill every rank when one dies (measured), and a
-worker dying is something the run must survive. Each rank is its own process running
-``python -m byzantium.runtime.distributed serve|work`` with ``RANK``, ``WORLD_SIZE``,
-``MASTER_ADDR=127.0.0.1`` and a free ``MASTER_PORT`` in its environment (``env://``
-rendezvous), exactly what a rank started by hand on another machine gets; by default the ranks
-are forked from one pre-imported :mod:`.zygote` (one torch import per job, not per rank), or
-started as fresh interpreters (``start="exec"``).
+worker dying is something the run must survive. Each rank is its own OS process running one
+:class:`.ranks.RankSpec` (what ``python -m byzantium.runtime.distributed serve|work`` runs) with
+``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR=127.0.0.1`` and a free ``MASTER_PORT`` in its environment
+(``env://`` rendezvous), exactly what a rank started by hand on another machine gets.
+
+Start-up: importing torch costs each rank 1-3 s of CPU, and a local job of 1 + 15 ranks would
+spend most of its start-up importing the same modules. By default (``start="forkserver"``) the
+ranks are forked from :mod:`multiprocessing`'s forkserver, one process per launcher process that
+imports :data:`PRELOAD` once (no torch operation, no thread) and forks a child per rank; each
+child is a separate process with its own PID and exit code (the forkserver reaps it and reports
+the code), and the death of one does not touch the others. ``start="exec"`` starts every rank as
+a fresh ``python -m byzantium.runtime.distributed serve|work`` interpreter, exactly as by hand.
+As with any :mod:`multiprocessing` start, a forked rank first imports the launcher's main
+script (as ``__mp_main__``): a script that calls :func:`launch` must guard it with
+``if __name__ == "__main__":``.
 
 The server's output is streamed (progress and events) and saved to ``logs/server.log`` in the run
 directory; each worker writes ``logs/worker_<w>.log``. When the server exits, workers get a short
 grace period to exit on their STOP frame; every child still running afterwards (a hung or stopped
 worker) is killed by its PID, and so is every child when the launcher itself fails or is
-interrupted (:meth:`Launch.close`); on Linux each rank also asks the kernel to SIGKILL it when
-its parent dies (``BYZ_DIE_WITH_PARENT``, set by the launcher), so nothing outlives a killed launcher.
+interrupted (:meth:`Launch.close`), or when the launcher's interpreter exits with a job still
+open. On Linux each rank also asks the kernel to SIGKILL it when its parent dies
+(``BYZ_DIE_WITH_PARENT``): an exec rank's parent is the launcher, a forked rank's the forkserver,
+which exits when the launcher does; so nothing outlives a killed launcher.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.forkserver  # noqa: F401  (multiprocessing's atexit hook before ours, below)
 import os
 import secrets
 import signal
@@ -26,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,19 +48,37 @@ import yaml
 
 from ...config import RunConfig, to_dict
 from .options import RuntimeOptions
-from .zygote import Zygote
+from .ranks import EXIT_INSUFFICIENT, RankSpec, run_forked
 
-__all__ = ["Launch", "LaunchError", "launch", "free_port", "EXIT_INSUFFICIENT"]
+__all__ = ["Launch", "LaunchError", "launch", "free_port", "EXIT_INSUFFICIENT", "PRELOAD",
+           "START_METHODS"]
 
-EXIT_INSUFFICIENT = 3
-"""Exit code of a server stopped because too few workers remain (checkpoint written)."""
+START_METHODS = ("forkserver", "exec")
+
+PRELOAD = (
+    "torch", "torch.distributed", "scipy.optimize", "scipy.special",
+    "byzantium.config", "byzantium.training.datasets", "byzantium.training.split",
+    "byzantium.training.models", "byzantium.training.pergrad", "byzantium.training.results",
+    "byzantium.runtime.job", "byzantium.runtime.loop", "byzantium.runtime.simulator",
+    "byzantium.runtime.byzsgd_sim",
+    "byzantium.runtime.distributed.ranks", "byzantium.runtime.distributed.server",
+    "byzantium.runtime.distributed.worker", "byzantium.runtime.distributed.byzsgd",
+    "byzantium.runtime.distributed.forkserver_setup",
+)
+"""What the forkserver imports before it forks a rank: torch and every module a server or worker
+rank needs (the star and the ByzSGD ranks), then :mod:`.forkserver_setup` (first-use costs, a
+prompt exit)."""
+
+PACKAGE_DIR = str(Path(__file__).resolve().parents[2])
+"""The directory this copy of ``byzantium`` was imported from (a forked rank checks it)."""
 
 JOINED = "workers joined"
 """What the server prints once the rendezvous and the pair groups are complete."""
 
 
 class LaunchError(RuntimeError):
-    """The server exited with an error (``returncode``; its log tail is in the message)."""
+    """A rank could not be started, exited before the rendezvous, or the server exited with an
+    error (``returncode``; the log tail is in the message)."""
 
     def __init__(self, message: str, returncode: int) -> None:
         super().__init__(message)
@@ -62,11 +95,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 class Launch:
     """One local job: ``start()``, ``wait()``, ``close()`` (also as a context manager).
 
-    ``start="zygote"`` (default) forks the ranks from a pre-imported :class:`.zygote.Zygote`
-    (one torch import per job instead of one per rank; pass ``zygote=`` to share one between
-    jobs, e.g. in tests); ``start="exec"`` starts every rank as a fresh
-    ``python -m byzantium.runtime.distributed serve|work`` process, exactly as by hand.
-    ``pids`` maps rank -> PID (rank 0 is the server, rank ``w + 1`` worker ``w``).
+    ``start="forkserver"`` (default) forks every rank from the forkserver of this process
+    (started by the first job, shared by every later one: one torch import per launcher process,
+    not per rank); ``start="exec"`` starts every rank as a fresh
+    ``python -m byzantium.runtime.distributed serve|work`` process (``python``), exactly as by
+    hand. ``pids`` maps rank -> PID (rank 0 is the server, rank ``w + 1`` worker ``w``;
+    ByzSGD: ranks ``0 .. n_ps - 1`` are the servers).
     """
 
     def __init__(
@@ -78,8 +112,7 @@ class Launch:
         opts: RuntimeOptions | None = None,
         resume: bool = False,
         stream: TextIO | None = None,
-        start: str = "zygote",
-        zygote: Zygote | None = None,
+        start: str = "forkserver",
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         grace: float = 5.0,
@@ -87,8 +120,11 @@ class Launch:
         K = cfg.workers if workers is None else workers
         if K < 1:
             raise ValueError(f"Launch: workers must be >= 1, got {K}")
-        if start not in ("zygote", "exec"):
-            raise ValueError(f"Launch: start must be 'zygote' or 'exec', got {start!r}")
+        if start not in START_METHODS:
+            raise ValueError(f"Launch: start must be one of {', '.join(START_METHODS)}, got {start!r}")
+        if start == "forkserver" and python != sys.executable:
+            raise ValueError(f"Launch: python={python!r} needs start='exec' (forked ranks run this "
+                             f"interpreter, {sys.executable})")
         if K != cfg.workers:
             import dataclasses
 
@@ -98,13 +134,11 @@ class Launch:
         self.opts = opts or RuntimeOptions()
         self.resume = resume
         self.stream = stream
-        self.start_method = "zygote" if zygote is not None else start
+        self.start_method = start
         self.python = python
         self.env = dict(os.environ if env is None else env)
         self.grace = grace
-        self._own_zygote = zygote is None and self.start_method == "zygote"
-        self.zygote = zygote
-        self.procs: dict[int, subprocess.Popen] = {}
+        self.procs: dict[int, subprocess.Popen | multiprocessing.process.BaseProcess] = {}
         self._pids: dict[int, int] = {}
         self._files: list[Any] = []
         self._tail: threading.Thread | None = None
@@ -132,6 +166,11 @@ class Launch:
             f.role == "server" and f.worker == rank and f.kind in ("kill", "stop")
             for f in self.opts.faults)
 
+    def _log_name(self, rank: int) -> str:
+        if rank < self.servers:
+            return "server.log" if rank == 0 else f"server_{rank}.log"
+        return f"worker_{rank - self.servers}.log"
+
     def start(self) -> "Launch":
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -141,53 +180,58 @@ class Launch:
         session = secrets.randbits(62) | 1
         servers = self.servers
         world = self.K + servers
-        src = str(Path(__file__).resolve().parents[3])
         base_env = {**self.env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                     "WORLD_SIZE": str(world), "PYTHONUNBUFFERED": "1",
-                    "PYTHONPATH": src + os.pathsep + self.env.get("PYTHONPATH", "")}
-        common = ["--session", str(session), *self.opts.to_args()]
+                    "PYTHONPATH": str(Path(PACKAGE_DIR).parent) + os.pathsep + self.env.get("PYTHONPATH", "")}
         if self.byzsgd and self.resume:  # every rank resumes from one step (a server quorum's)
             from ..byzsgd_sim import byzsgd_params
             from .byzsgd.checkpoint import resume_step
 
             quorum = byzsgd_params(self.cfg, self.cfg.attack.q).quorum_ps
             self.resume_step = resume_step(self.run_dir, self.servers, quorum)
-            common += ["--resume-step", str(self.resume_step)]
         server_log = logs / "server.log"
         server_log.write_text("")
+        _open_jobs.add(self)
         try:
-            if self.start_method == "zygote" and self.zygote is None:
-                self.zygote = Zygote(self.python, self.env).start()
             for rank in range(world):
-                env = {**base_env, "RANK": str(rank)}
                 if rank < servers:
-                    argv = ["serve", str(cfg_path), "--out", str(self.run_dir), *common]
-                    if self.resume and not self.byzsgd:
-                        argv.append("--resume")
-                    log = server_log if rank == 0 else logs / f"server_{rank}.log"
+                    spec = RankSpec("serve", str(cfg_path), out=str(self.run_dir),
+                                    resume=self.resume and not self.byzsgd,
+                                    resume_step=self.resume_step, session=session, opts=self.opts)
                 else:
-                    argv = ["work", str(cfg_path), *common]
-                    if self.byzsgd:
-                        argv += ["--out", str(self.run_dir)]
-                    log = logs / f"worker_{rank - servers}.log"
-                if self.zygote is not None:
-                    self._pids[rank] = self.zygote.spawn(argv, env, log)
-                else:
-                    env["BYZ_DIE_WITH_PARENT"] = str(os.getpid())
-                    fh = open(log, "w")
-                    self._files.append(fh)
-                    p = subprocess.Popen(
-                        [self.python, "-m", "byzantium.runtime.distributed", *argv], env=env,
-                        stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    )
-                    self.procs[rank] = p
-                    self._pids[rank] = p.pid
+                    spec = RankSpec("work", str(cfg_path), out=str(self.run_dir) if self.byzsgd else None,
+                                    resume_step=self.resume_step, session=session, opts=self.opts)
+                self._start_rank(rank, spec, {**base_env, "RANK": str(rank)}, logs / self._log_name(rank))
         except BaseException:
             self.close()
             raise
         self._tail = threading.Thread(target=self._follow, args=(server_log,), daemon=True)
         self._tail.start()
         return self
+
+    def _start_rank(self, rank: int, spec: RankSpec, env: dict[str, str], log: Path) -> None:
+        """Start one rank (forked or exec'd) writing to ``log``; record its process and PID."""
+        try:
+            if self.start_method == "forkserver":
+                p = _forkserver().Process(target=run_forked, args=(spec, env, str(log), PACKAGE_DIR),
+                                          name=f"byzantium-rank-{rank}", daemon=True)
+                p.start()
+            else:
+                env["BYZ_DIE_WITH_PARENT"] = str(os.getpid())
+                fh = open(log, "w")
+                self._files.append(fh)
+                p = subprocess.Popen(
+                    [self.python, "-m", "byzantium.runtime.distributed", *spec.argv()], env=env,
+                    stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
+        except Exception as e:  # noqa: BLE001 - reported with the rank; close() ends the others
+            how = ("the forkserver could not fork it (the forkserver's own error, if any, is on "
+                   "this process's stderr)" if self.start_method == "forkserver"
+                   else f"{self.python} -m byzantium.runtime.distributed could not be started")
+            raise LaunchError(f"launch: rank {rank} ({log.name}) did not start: {how}: {e!r}; "
+                              "every process was killed", 1) from e
+        self.procs[rank] = p
+        self._pids[rank] = int(p.pid)
 
     def _follow(self, path: Path) -> None:
         """Stream the server's log as it grows, until the server has exited and all is read."""
@@ -213,21 +257,21 @@ class Launch:
     # ------------------------------------------------------------------ process control
     def returncode(self, rank: int) -> int | None:
         """Exit code of ``rank`` (negative: killed by that signal), None while it runs."""
-        if rank in self.procs:
-            return self.procs[rank].poll()
-        return self.zygote.returncode(self._pids[rank]) if self.zygote is not None else None
+        p = self.procs[rank]
+        return p.poll() if isinstance(p, subprocess.Popen) else p.exitcode
 
     def returncodes(self) -> dict[int, int | None]:
         return {r: self.returncode(r) for r in self._pids}
 
     def _wait_rank(self, rank: int, timeout: float | None) -> int | None:
-        if rank in self.procs:
+        p = self.procs[rank]
+        if isinstance(p, subprocess.Popen):
             try:
-                return self.procs[rank].wait(timeout=timeout)
+                return p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 return None
-        assert self.zygote is not None
-        return self.zygote.wait(self._pids[rank], timeout)
+        p.join(timeout)
+        return p.exitcode
 
     def kill(self, rank: int, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to ``rank`` by its PID (if it still runs)."""
@@ -241,9 +285,9 @@ class Launch:
         """Wait for the server(s) (at most ``timeout`` seconds: then everything is killed and
         :class:`TimeoutError` raised), give the workers ``grace`` seconds, kill the rest by PID.
         Returns the server's exit code (ByzSGD: the first nonzero code among the servers that the
-        fault plan does not kill or stop; those are not waited for). A rank that exits before the rendezvous completed
-        (which would leave the others waiting ``connect_timeout``) aborts the job with
-        :class:`LaunchError`."""
+        fault plan does not kill or stop; those are not waited for). A rank that exits before the
+        rendezvous completed (which would leave the others waiting ``connect_timeout``) aborts
+        the job with :class:`LaunchError`."""
         end = None if timeout is None else time.monotonic() + timeout
         servers = list(range(self.servers))
         while True:
@@ -259,9 +303,11 @@ class Launch:
                 if early:
                     self.close()
                     r = min(early)
-                    name = f"server_{r}.log" if r < self.servers else f"worker_{r - self.servers}.log"
-                    log = self.run_dir / "logs" / name
+                    log = self.run_dir / "logs" / self._log_name(r)
                     tail = log.read_text()[-2000:] if log.exists() else ""
+                    if not tail.strip():
+                        tail = ("(empty: the rank ended before its entry ran; a forked rank's "
+                                "start-up error is on the launcher's stderr)")
                     raise LaunchError(
                         f"launch: rank(s) {sorted(early)} exited (codes {early}) before the "
                         f"rendezvous; every process was killed. {log}:\n{tail}", 1)
@@ -275,14 +321,12 @@ class Launch:
         return rc
 
     def close(self) -> None:
-        """Kill (SIGKILL, by PID) every rank still running and reap it; end an own zygote.
-        Idempotent."""
+        """Kill (SIGKILL, by PID) every rank still running and reap it. Idempotent."""
         for rank in self._pids:
             self.kill(rank)
         for rank in self._pids:
             self._wait_rank(rank, 10.0)
-        if self._own_zygote and self.zygote is not None:
-            self.zygote.close()
+        _open_jobs.discard(self)
         self._tail_stop.set()
         if self._tail is not None:
             self._tail.join(timeout=5.0)
@@ -300,6 +344,26 @@ class Launch:
         self.close()
 
 
+def _forkserver() -> multiprocessing.context.BaseContext:
+    """The forkserver context, its preload set (it takes effect when the forkserver starts: at
+    the first forked rank of this process; later jobs reuse that forkserver)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
+
+
+_open_jobs: "weakref.WeakSet[Launch]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_jobs() -> None:
+    """At interpreter exit, kill the ranks of every job not closed. Registered after
+    multiprocessing's own exit hook (imported above), so it runs first: that hook would otherwise
+    wait for a stopped rank forever."""
+    for job in list(_open_jobs):
+        job.close()
+
+
 def launch(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -309,15 +373,14 @@ def launch(
     resume: bool = False,
     stream: TextIO | None = None,
     timeout: float | None = None,
-    start: str = "zygote",
-    zygote: Zygote | None = None,
+    start: str = "forkserver",
 ) -> dict[str, Any]:
     """Run the job to the end and return ``summary.json``; raise :class:`LaunchError` if the
     server failed (``returncode`` 3: too few workers left, a checkpoint and the summary exist)."""
     import json
 
     with Launch(cfg, run_dir, workers=workers, opts=opts, resume=resume, stream=stream,
-                start=start, zygote=zygote) as job:
+                start=start) as job:
         rc = job.wait(timeout=timeout)
         tail = "\n".join(job.server_lines[-15:])
         byzsgd, jcfg = job.byzsgd, job.cfg

@@ -270,6 +270,7 @@ class ByzSGDServerStepper:
 
     def summary(self, rows: list[dict[str, Any]], clocks: Clocks, error: str | None) -> dict[str, Any]:
         srv, mesh = self.srv, self.srv.mesh
+        mesh.flush(min(10.0, srv.opts.evict_timeout))  # count what the outboxes still held
         sent = {KIND_NAMES.get(k, str(k)): v for k, v in sorted(mesh.sent_by_kind().items())}
         return {
             "server": srv.s, "byzantine": srv.byzantine, "first_step": srv.start,
