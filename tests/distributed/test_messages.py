@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from byzantium.runtime.distributed.geometry import geometry
+from byzantium.runtime.distributed.star.geometry import geometry
 from byzantium.runtime.job import build_job
 from byzantium.runtime.simulator import omniscient_view
 from byzantium.seeding import generator

@@ -1,11 +1,13 @@
-"""The distributed runtime: a real parameter server (rank 0) and K worker processes over
-``torch.distributed`` (gloo, point-to-point only), running the same scheme objects as the
-simulator.
+"""The distributed runtime: real processes over ``torch.distributed`` (gloo, point-to-point only),
+running the same Job, scheme objects and training loop as the simulator.
 
 * :mod:`.frames`: fixed-size float32 frames (header, payload, trailer stamp) and their validation;
-* :mod:`.transport`: pair groups, receive threads, the latest-only parameter mailbox;
-* :mod:`.server`: the training loop over real messages (arrival policies, eviction, guarantees);
-* :mod:`.worker`: honest and Byzantine workers, straggler sleeps, fault injection;
+* :mod:`.transport` (star) and :mod:`.mesh` (ByzSGD): pair groups, receive threads, latest-only
+  outboxes: the messaging layer, behind these two modules;
+* :mod:`.star`: the parameter server (its step for the one loop: arrival policies, eviction,
+  guarantees), honest and Byzantine workers, the frame geometry;
+* :mod:`.byzsgd`: ByzSGD's replicated server and worker ranks, their inbox and layout;
+* :mod:`.faults` and :mod:`.options`: fault injection (one registry entry per kind), run options;
 * :mod:`.ranks`: what one rank runs (serve or work), the entry of every rank process;
 * :mod:`.launcher`: one process per rank on this machine (forked from a forkserver that preloaded
   torch, or exec'd), everything killed by PID at the end;

@@ -61,8 +61,8 @@ PRELOAD = (
     "byzantium.training.models", "byzantium.training.pergrad", "byzantium.training.results",
     "byzantium.runtime.job", "byzantium.runtime.loop", "byzantium.runtime.simulator",
     "byzantium.runtime.byzsgd_sim",
-    "byzantium.runtime.distributed.ranks", "byzantium.runtime.distributed.server",
-    "byzantium.runtime.distributed.worker", "byzantium.runtime.distributed.byzsgd",
+    "byzantium.runtime.distributed.ranks", "byzantium.runtime.distributed.star.server",
+    "byzantium.runtime.distributed.star.worker", "byzantium.runtime.distributed.byzsgd",
     "byzantium.runtime.distributed.forkserver_setup",
 )
 """What the forkserver imports before it forks a rank: torch and every module a server or worker

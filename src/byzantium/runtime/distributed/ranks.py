@@ -82,7 +82,7 @@ def _env_int(name: str) -> int:
 
 
 def _session(spec: RankSpec, cfg) -> int:
-    from .geometry import default_session
+    from .star.geometry import default_session
 
     if spec.session is not None:
         return spec.session
@@ -111,7 +111,7 @@ def _serve(spec: RankSpec, cfg, rank: int, world: int) -> int:
             print(f"byzantium: error: {e}", file=sys.stderr, flush=True)
             return EXIT_INSUFFICIENT
         return 0
-    from .server import InsufficientWorkersError, run_server
+    from .star.server import InsufficientWorkersError, run_server
 
     if rank != 0:
         raise ValueError(f"serve: the server is rank 0, got RANK={rank}")
@@ -134,7 +134,7 @@ def _work(spec: RankSpec, cfg, rank: int, world: int) -> int:
         return run_byzsgd_worker(cfg, rank=rank, world_size=world, session=_session(spec, cfg),
                                  opts=spec.opts, run_dir=Path(spec.out) if spec.out else None,
                                  start_step=spec.resume_step or 0)
-    from .worker import run_worker
+    from .star.worker import run_worker
 
     return run_worker(cfg, rank=rank, world_size=world, session=_session(spec, cfg), opts=spec.opts)
 

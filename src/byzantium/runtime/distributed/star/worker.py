@@ -38,15 +38,15 @@ from typing import Any
 
 import torch
 
-from ...config import RunConfig
-from ...training.pergrad import per_file_gradients, set_flat_params
-from ..job import build_job
-from ..simulator import omniscient_view
-from .faults import FAULTS, faulty_frame, process_fault
+from ....config import RunConfig
+from ....training.pergrad import per_file_gradients, set_flat_params
+from ...job import build_job
+from ...simulator import omniscient_view
+from ..faults import FAULTS, faulty_frame, process_fault
 from .geometry import geometry
-from .frames import PARAMS, STOP, validate_frame
-from .options import RuntimeOptions
-from .transport import WorkerChannel, init_world
+from ..frames import PARAMS, STOP, validate_frame
+from ..options import RuntimeOptions
+from ..transport import WorkerChannel, init_world
 
 __all__ = ["run_worker"]
 

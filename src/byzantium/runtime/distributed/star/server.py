@@ -37,19 +37,19 @@ from typing import Any, Callable
 
 import torch
 
-from ...config import RunConfig
-from ...seeding import generator
-from ...training.checkpoint import latest_checkpoint
-from ...training.results import MetricsWriter, write_run_config
-from ..job import Job, build_job
-from ..loop import Clocks, LineProgress, StopRun, train
-from ..records import StarStepperBase, star_summary
-from ...stragglers import FirstK
-from ..update import ModelUpdate
+from ....config import RunConfig
+from ....seeding import generator
+from ....training.checkpoint import latest_checkpoint
+from ....training.results import MetricsWriter, write_run_config
+from ...job import Job, build_job
+from ...loop import Clocks, LineProgress, StopRun, train
+from ...records import StarStepperBase, star_summary
+from ....stragglers import FirstK
+from ...update import ModelUpdate
 from .geometry import geometry
-from .frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame
-from .options import RuntimeOptions
-from .transport import Lost, Reply, ServerTransport, init_world
+from ..frames import MESSAGE, PARAMS, STOP, FrameRejected, encode_frame, from_wire, validate_frame
+from ..options import RuntimeOptions
+from ..transport import Lost, Reply, ServerTransport, init_world
 
 __all__ = ["InsufficientWorkersError", "run_server", "Collected"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 import yaml
 
-from ...config import RunConfig, to_dict
-from ..job import Job
-from .frames import wire_numel
+from ....config import RunConfig, to_dict
+from ...job import Job
+from ..frames import wire_numel
 
 __all__ = ["Geometry", "geometry", "default_session"]
 

@@ -1,0 +1,1 @@
+"""The star topology on real processes: one parameter server (rank 0) and K workers."""
