@@ -304,7 +304,28 @@ def _run(entry: Entry, ctx: AttackContext, params: dict[str, Any]) -> tuple[Tens
 # bound attack
 
 
-class Attack:
+class NamedWithParams:
+    """Value semantics of a configured attack (worker or server): equal when name and parameters
+    are, hashable, shown as ``Kind('name', p=v)``."""
+
+    __slots__ = ()
+    name: str
+    params: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({self.name!r}{', ' if args else ''}{args})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.name == other.name and dict(self.params) == dict(other.params)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.params.items())))
+
+
+class Attack(NamedWithParams):
     """An attack with its parameters bound; build it with :func:`get`.
 
     Attributes:
@@ -328,18 +349,6 @@ class Attack:
         self.knowledge: Knowledge = entry.knowledge(bound)  # type: ignore[assignment]
         self.shared: bool = bool(entry.shared(bound))
         self.data_level: bool = entry.data_level
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"Attack({self.name!r}{', ' if args else ''}{args})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Attack):
-            return NotImplemented
-        return self.name == other.name and dict(self.params) == dict(other.params)
-
-    def __hash__(self) -> int:
-        return hash((self.name, tuple(self.params.items())))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # picklable (the distributed runtime ships it to worker processes): rebuilt by name

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ..registry import Registry
 
-from .base import KNOWLEDGE, AttackError, bind_params, integer, param_defaults, real
+from .base import KNOWLEDGE, AttackError, NamedWithParams, bind_params, integer, param_defaults, real
 from .statistical import alie_vector
 
 __all__ = [
@@ -147,7 +147,7 @@ def register_server_attack(
     return deco
 
 
-class ServerAttack:
+class ServerAttack(NamedWithParams):
     """A server attack with its parameters bound; build it with :func:`get_server_attack`.
 
     Attributes:
@@ -171,18 +171,6 @@ class ServerAttack:
             raise AttackError(
                 f"server attack {self.name}: expected a ServerAttackContext, got {type(ctx).__name__}")
         return self._entry.fn(ctx, **self.params)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"ServerAttack({self.name!r}{', ' if args else ''}{args})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ServerAttack):
-            return NotImplemented
-        return self.name == other.name and dict(self.params) == dict(other.params)
-
-    def __hash__(self) -> int:
-        return hash((self.name, tuple(self.params.items())))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.name, dict(self.params)))
