@@ -5,8 +5,8 @@ cluster, a parameter server over the transport, replicated ByzSGD servers) and w
 the loop owns everything else, written once:
 
 * the step range, resume from the newest checkpoint (metrics cut back to it), ``max_steps``;
-* wall-clock time per step and the accumulated ``sim_time`` (seconds a step's messages took:
-  simulated in the simulator, real waiting in a real runtime);
+* wall-clock time per step and the accumulated message time (seconds a step's messages took:
+  simulated in the simulator, real waiting in a real runtime; the ``sim_time`` column);
 * evaluation every ``training.eval_every`` steps and at the last one;
 * one metrics row per step (``metrics.csv``, appended as training goes);
 * checkpoints every ``training.checkpoint_every`` steps and at the end of the call;
@@ -40,9 +40,13 @@ class StopRun(RuntimeError):
 
 @dataclass
 class Clocks:
-    """Seconds accumulated over the run (restored on resume)."""
+    """Seconds accumulated over the run (restored on resume).
 
-    sim_time: float = 0.0
+    ``message_time``: the seconds the steps' messages took: simulated seconds (the straggler
+    model) in the simulator, the real seconds the server waited for them in a real runtime.
+    ``metrics.csv``, checkpoints and summaries keep its historical name ``sim_time``."""
+
+    message_time: float = 0.0
     wall_time: float = 0.0
 
 
@@ -51,7 +55,8 @@ class Stepper(Protocol):
 
     def step(self, t: int) -> dict[str, Any]:
         """Run step ``t``; return its metrics row (``step`` may be larger than ``t`` when the
-        runtime skipped ahead; ``sim_seconds`` is added to ``sim_time`` and not written)."""
+        runtime skipped ahead; ``message_seconds`` is added to :attr:`Clocks.message_time`, which
+        the row records as ``sim_time``)."""
         ...
 
     def evaluate(self) -> dict[str, Any]:
@@ -190,7 +195,7 @@ def train(
     bar = progress(first) if progress is not None else None
 
     def save(step: int) -> Path:
-        return store.save(step, {**stepper.state_dict(), "sim_time": clocks.sim_time,
+        return store.save(step, {**stepper.state_dict(), "sim_time": clocks.message_time,
                                  "wall_time": clocks.wall_time})
 
     error: str | None = None
@@ -203,9 +208,9 @@ def train(
             t = int(row.get("step", t))
             clocks.wall_time += time.perf_counter() - t0
             row["step"] = t
-            if "sim_seconds" in row:
-                clocks.sim_time += float(row.pop("sim_seconds") or 0.0)
-                row["sim_time"] = clocks.sim_time
+            if "message_seconds" in row:
+                clocks.message_time += float(row.pop("message_seconds") or 0.0)
+                row["sim_time"] = clocks.message_time
             row["wall_time"] = clocks.wall_time
             if (t + 1) % eval_every == 0 or t + 1 == steps:
                 row.update(stepper.evaluate())

@@ -122,7 +122,7 @@ class SimulatedStepper(StarStepperBase):
         lr = self.update.apply(out.gradient)
         info = out.info
         return {
-            "step": t, "loss": out.loss, "lr": lr, "sim_seconds": out.sim_time,
+            "step": t, "loss": out.loss, "lr": lr, "message_seconds": out.sim_time,
             "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
             "received": info.received, "byzantine_accepted": info.byzantine_accepted,
         }

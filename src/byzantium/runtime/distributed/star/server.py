@@ -241,7 +241,7 @@ class StarServerStepper(StarStepperBase):
         self.reached = step + 1
         return {
             "step": step, "loss": sum(col.losses) / len(col.losses) if col.losses else None,
-            "lr": lr, "sim_seconds": col.wait,
+            "lr": lr, "message_seconds": col.wait,
             "distorted_files": info.distorted_files, "dropped_files": info.dropped_files,
             "received": info.received, "byzantine_accepted": info.byzantine_accepted,
         }
