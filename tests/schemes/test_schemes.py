@@ -10,7 +10,6 @@ import torch
 from byzantium.runtime.job import build_job
 from byzantium.runtime.simulator import SimulatedCluster
 from byzantium.runtime.run import run_training
-from byzantium.training.models import build_model
 
 
 
@@ -85,7 +84,6 @@ def test_votes_outvote_a_byzantine_minority(scheme, K, tmp_path, logistic_data, 
 def test_byzshield_worst_case_placement_distorts_c_max_files(logistic_data, make_cfg) -> None:
     cfg = make_cfg(workers=15, scheme={"name": "byzshield", "r": 3, "aggregator": "median"},
                    attack={"name": "constant", "q": 3}, training={"batch_size": 75})
-    model = build_model("logreg", logistic_data, seed=0)
     cluster = SimulatedCluster(build_job(cfg, dataset=logistic_data))
     assert cluster.scheme.c_max >= 1 and cluster.scheme.aggregator_f == cluster.scheme.c_max
     out = cluster.step(0)
@@ -96,7 +94,6 @@ def test_first_k_drops_the_slow_workers(logistic_data, make_cfg) -> None:
     cfg = make_cfg(scheme={"name": "robust", "aggregator": "median"},
                    stragglers={"model": "slow_set", "params": {"workers": [2, 5], "factor": 10},
                                "policy": "first_k", "k": 7})
-    model = build_model("logreg", logistic_data, seed=0)
     cluster = SimulatedCluster(build_job(cfg, dataset=logistic_data))
     out = cluster.step(0)
     assert out.info.received == 7 and out.info.dropped_files == 2
@@ -106,7 +103,6 @@ def test_first_k_drops_the_slow_workers(logistic_data, make_cfg) -> None:
 def test_dstar_rejects_gross_outliers(logistic_data, make_cfg) -> None:
     cfg = make_cfg(scheme={"name": "dstar", "k": 7, "lam": 3.0},
                    attack={"name": "constant", "q": 2, "params": {"c": 1e3}})
-    model = build_model("logreg", logistic_data, seed=0)
     cluster = SimulatedCluster(build_job(cfg, dataset=logistic_data))
     out = cluster.step(0)
     assert out.info.byzantine_accepted == 0 and out.info.received == 7
@@ -124,7 +120,6 @@ def test_dstar_rejects_gross_outliers(logistic_data, make_cfg) -> None:
 def test_scheme_parameter_errors(workers, scheme, fragment, logistic_data, make_cfg) -> None:
     # found when the config is parsed (field checks) or when the scheme is built (checks that
     # need the number of workers), both before any training
-    model = build_model("logreg", logistic_data, seed=0)
     with pytest.raises(ValueError, match=re.escape(fragment)):
         cfg = make_cfg(workers=workers, scheme=scheme, attack={"name": "alie", "q": 2})
         SimulatedCluster(build_job(cfg, dataset=logistic_data))

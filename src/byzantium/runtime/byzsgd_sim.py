@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 
 from ..byzsgd import ByzSGDCluster, ByzSGDError, ByzSGDParams
