@@ -61,12 +61,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / cfg.scheme.display
     print(f"training {cfg.scheme.display} -> {out}")
     summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress)
-    acc = summary["final_test_accuracy"]
+    if summary.get("status") == "diverged":  # a result, not an error: exit code 0
+        print(f"diverged at step {summary['diverged_at_step']}: {summary['divergence']}; "
+              f"results in {out}")
+        return 0
     print(
-        f"done: final test accuracy {acc:.4f}, best {summary['best_test_accuracy']:.4f}, "
-        f"{summary['steps_completed']} steps; results in {out}"
+        f"done: final test accuracy {_fmt(summary['final_test_accuracy'])}, best "
+        f"{_fmt(summary['best_test_accuracy'])}, {summary['steps_completed']} steps; results in {out}"
     )
     return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -32,6 +32,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "scheme"
 
 
+def _final(summary: dict[str, Any]) -> Any:
+    """A run's final accuracy, or ``diverged@STEP`` (a diverged run is a row of the table)."""
+    if summary.get("status") == "diverged":
+        return f"diverged@{summary['diverged_at_step']}"
+    return summary["final_test_accuracy"]
+
+
+def _outcome(summary: dict[str, Any]) -> str:
+    if summary.get("status") == "diverged":
+        return f"diverged at step {summary['diverged_at_step']}"
+    acc = summary["final_test_accuracy"]
+    return "final acc -" if acc is None else f"final acc {acc:.4f}"
+
+
 def run_compare(
     cfg: RunConfig, out_dir: Path, *, progress: bool = True, log: Any = print
 ) -> dict[str, Any]:
@@ -67,10 +81,8 @@ def run_compare(
             summary.pop("model", None)
             runs[tag] = summary
             curves.append((summary["label"], read_metrics(run_dir / "metrics.csv")))
-            log(
-                f"  {summary['label']:<28} final acc {summary['final_test_accuracy']:.4f}"
-                f"  ({time.perf_counter() - t0:.0f}s elapsed)"
-            )
+            log(f"  {summary['label']:<28} {_outcome(summary)}"
+                f"  ({time.perf_counter() - t0:.0f}s elapsed)")
         a = runs["attack"]
         c = runs.get("clean")
         rows.append(
@@ -79,9 +91,9 @@ def run_compare(
                 a["aggregator"],
                 a["aggregator_f"],
                 a["q"],
-                a["final_test_accuracy"],
+                _final(a),
                 a["best_test_accuracy"],
-                c["final_test_accuracy"] if c else None,
+                _final(c) if c else None,
                 a["mean_distorted_files"],
                 a["mean_dropped_files"],
                 a["sim_time_per_step"],

@@ -13,12 +13,17 @@ the loop owns everything else, written once:
 * progress (a bar, or lines for a real runtime's log);
 * a step that cannot be completed (:class:`StopRun`): checkpoint of the last completed step, the
   summary with the error, then the error is raised again;
+* divergence (:class:`Diverged`: the model, the loss or the aggregate became non-finite, or no
+  input could be aggregated) is a *result*: the run stops there, and the summary says
+  ``"status": "diverged"`` with ``diverged_at_step`` and the reason (the metrics rows keep the
+  last finite values); nothing is raised, so a ``compare`` goes on with its other entries;
 * ``summary.json`` and the plots, from the stepper's summary of the rows.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +34,17 @@ from tqdm.auto import tqdm
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.results import MetricsWriter, plot_accuracy, read_metrics, write_summary
 
-__all__ = ["StopRun", "Stepper", "Clocks", "Progress", "BarProgress", "LineProgress",
+__all__ = ["StopRun", "Diverged", "Stepper", "Clocks", "Progress", "BarProgress", "LineProgress",
            "RunCheckpoints", "train"]
 
 
 class StopRun(RuntimeError):
     """A step cannot be completed (too few workers for the scheme's guarantee, no quorum...):
     the loop checkpoints the last completed step, writes the summary, then raises it again."""
+
+
+class Diverged(Exception):
+    """The run diverged at this step: a recorded result, not a crash (see the module docstring)."""
 
 
 @dataclass
@@ -199,6 +208,7 @@ def train(
                                  "wall_time": clocks.wall_time})
 
     error: str | None = None
+    diverged: tuple[int, str] | None = None
     try:
         while t < stop:
             if before_step is not None:
@@ -214,6 +224,9 @@ def train(
             row["wall_time"] = clocks.wall_time
             if (t + 1) % eval_every == 0 or t + 1 == steps:
                 row.update(stepper.evaluate())
+                if row.get("test_loss") is not None and not math.isfinite(row["test_loss"]):
+                    metrics.append(row)
+                    raise Diverged(f"the test loss is {row['test_loss']} at step {t}")
             metrics.append(row)
             t += 1
             if checkpoint_every and t % checkpoint_every == 0 and t < steps:
@@ -222,6 +235,8 @@ def train(
                 save(t)
             if bar is not None:
                 bar.update(t - 1, row)
+    except Diverged as e:
+        diverged = (t, str(e))
     except StopRun as e:
         error = str(e)
         path = save(t) if checkpoint_on_stop else None
@@ -232,6 +247,12 @@ def train(
             bar.close()
     rows = read_metrics(metrics.path)
     summary = stepper.summary(rows, clocks, error)
+    summary["status"] = ("diverged" if diverged is not None else "stopped" if error is not None
+                         else "completed" if summary.get("completed") else "partial")
+    if diverged is not None:
+        summary["completed"] = False
+        summary["diverged"] = True
+        summary["diverged_at_step"], summary["divergence"] = diverged
     if summary_path is None:
         write_summary(run_dir, summary)
     else:

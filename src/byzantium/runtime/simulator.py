@@ -15,6 +15,7 @@ reproducible bit for bit and ``--resume`` is exact.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,12 @@ import torch
 from torch import Tensor
 
 from ..attacks import AttackContext
-from ..schemes.base import StepInfo, StepView
+from ..schemes.base import NothingToAggregate, StepInfo, StepView
 from ..seeding import generator
 from ..training.pergrad import per_file_gradients
+from ..aggregators import NonFiniteError
 from .job import Job
+from .loop import Diverged
 from .records import StarStepperBase
 from ..stragglers import arrivals
 from .update import ModelUpdate
@@ -98,9 +101,12 @@ class SimulatedCluster:
     def step(self, step: int) -> StepOutput:
         """One simulated step: the scheme decodes and aggregates the step's messages."""
         view, loss, sim_time = omniscient_view(self.job, self.model, step)
-        grad, info = self.scheme.simulate(view)
+        try:
+            grad, info = self.scheme.simulate(view)
+        except (NonFiniteError, NothingToAggregate) as e:  # more bad inputs than tolerated
+            raise Diverged(f"step {step}: {e}") from None
         if not torch.isfinite(grad).all():
-            raise RuntimeError(
+            raise Diverged(
                 f"step {step}: the aggregated gradient of {self.scheme.name} is not finite "
                 f"(aggregator {self.scheme.aggregator_spec!r}, f={self.scheme.aggregator_f})"
             )
@@ -119,7 +125,11 @@ class SimulatedStepper(StarStepperBase):
     def step(self, t: int) -> dict[str, Any]:
         self.job.model.train()
         out = self.cluster.step(t)
+        if out.loss is not None and not math.isfinite(out.loss):
+            raise Diverged(f"step {t}: the training loss is {out.loss}")
         lr = self.update.apply(out.gradient)
+        if not self.update.finite():
+            raise Diverged(f"step {t}: the model's parameters are not finite after the update")
         info = out.info
         return {
             "step": t, "loss": out.loss, "lr": lr, "message_seconds": out.sim_time,

@@ -80,6 +80,11 @@ class ModelUpdate:
         self.sched.step()
         return lr
 
+    def finite(self) -> bool:
+        """Whether every parameter is finite (read in place, no copy of the model)."""
+        with torch.no_grad():
+            return bool(torch.isfinite(torch.stack([p.abs().amax() for p in self.params])).all())
+
     def evaluate(self) -> dict[str, Any]:
         from ..training.models import evaluate
 

@@ -14,7 +14,12 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["StepInfo", "StepView", "Scheme"]
+__all__ = ["StepInfo", "StepView", "Scheme", "NothingToAggregate"]
+
+
+class NothingToAggregate(RuntimeError):
+    """No input of a step survived decoding (no majority anywhere, every copy missing or
+    non-finite): the step has no gradient."""
 
 
 @dataclass

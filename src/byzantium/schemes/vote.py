@@ -32,7 +32,7 @@ from ..aggregators import Aggregator, get
 from ..assignments import Assignment, worst_case
 from ..attacks import AttackContext
 from ..decoding.vote import VoteResult, vote_rows
-from .base import StepInfo, StepView
+from .base import NothingToAggregate, StepInfo, StepView
 
 __all__ = ["VoteScheme", "distorted_files"]
 
@@ -155,7 +155,7 @@ class VoteScheme:
     def _aggregate(self, res: VoteResult, usable: Tensor, step: int) -> Tensor:
         """The rule over the usable decoded files (an error when none is left)."""
         if not bool(usable.any()):
-            raise RuntimeError(
+            raise NothingToAggregate(
                 f"{self.name}: step {step}: every file was dropped (no majority, or no copy "
                 "arrived); nothing to aggregate"
             )
