@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -250,11 +253,41 @@ class RunConfig:
 
 
 def _positive(path: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+    """``value`` must be a finite number > 0 (``>= 0`` with ``allow_zero``); NaN and Inf are
+    refused by name (``nan < 0`` is False, so a plain comparison lets them through)."""
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         rel = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{path}: must be {rel}, got {value!r}")
+
+
+MAX_THREADS_PER_CORE = 4
+"""``training.threads`` may be at most this many times the machine's cores: more only adds
+hand-off costs, and a huge value exhausts the machine's threads (other processes then fail)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write numbers: ``1e-4``, ``3E+2`` and ``.5e3`` are floats (PyYAML follows
+    YAML 1.1, where a float needs a dot and a signed exponent, so ``1e-4`` would be a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with :class:`_Loader` (numbers in scientific notation are floats)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _validate(cfg: RunConfig) -> RunConfig:
@@ -265,6 +298,12 @@ def _validate(cfg: RunConfig) -> RunConfig:
     _positive("training.eval_batch_size", cfg.training.eval_batch_size)
     _positive("training.checkpoint_every", cfg.training.checkpoint_every, allow_zero=True)
     _positive("training.threads", cfg.training.threads, allow_zero=True)
+    cores = os.cpu_count() or 1
+    if cfg.training.threads > MAX_THREADS_PER_CORE * cores:
+        raise ConfigError(
+            f"training.threads: at most {MAX_THREADS_PER_CORE} x the {cores} cores of this "
+            f"machine ({MAX_THREADS_PER_CORE * cores}), got {cfg.training.threads}"
+        )
     _positive("optim.lr", cfg.optim.lr)
     _positive("optim.weight_decay", cfg.optim.weight_decay, allow_zero=True)
     if not 0 <= cfg.optim.momentum < 1:
@@ -333,7 +372,7 @@ def parse_config(raw: dict | None) -> RunConfig:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError:
         return text
 
@@ -383,7 +422,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     if overrides:

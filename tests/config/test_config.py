@@ -110,3 +110,28 @@ def test_load_config_missing_and_malformed(tmp_path) -> None:
     p.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_yaml_numbers_as_people_write_them(tmp_path) -> None:
+    """``1e-4`` is a float in config files and in ``--set`` (YAML 1.1 would read a string);
+    quoted text stays text."""
+    p = tmp_path / "c.yaml"
+    p.write_text("optim: {lr: 5e-2, weight_decay: 1e-4}\nattack: {name: constant, q: 1, "
+                 "params: {c: 1.0e30}}\nname: '1e-4'\n")
+    cfg = load_config(p, ["optim.gamma=2E-1", "training.steps=1_000"])
+    assert cfg.optim.lr == 0.05 and cfg.optim.weight_decay == 1e-4 and cfg.optim.gamma == 0.2
+    assert cfg.attack.params == {"c": 1e30} and cfg.name == "1e-4" and cfg.training.steps == 1000
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"optim": {"lr": float("nan")}}, "optim.lr: must be a finite number, got nan"),
+    ({"optim": {"lr": float("inf")}}, "optim.lr: must be a finite number, got inf"),
+    ({"optim": {"weight_decay": float("nan")}}, "optim.weight_decay: must be a finite number"),
+    ({"optim": {"gamma": float("inf")}}, "optim.gamma: must be a finite number"),
+    ({"optim": {"momentum": float("nan")}}, "optim.momentum: must be in [0, 1)"),
+    ({"training": {"threads": 100000}}, "training.threads: at most 4 x the"),
+])
+def test_non_finite_numbers_and_thread_bombs_are_refused(raw, fragment) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert fragment in str(e.value)
