@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/byzantium compare configs/demo.yaml
+	$(VENV)/bin/byzantium compare configs/demo.yaml --force   # replaces runs/demo
 
 # pytest exits 5 when it collects no test: for us that is a failure, never a silent pass.
 test: $(STAMP)

@@ -60,7 +60,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name / cfg.scheme.display
     print(f"training {cfg.scheme.display} -> {out}")
-    summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress)
+    summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress,
+                           force=args.force)
     if summary.get("status") == "diverged":  # a result, not an error: exit code 0
         print(f"diverged at step {summary['diverged_at_step']}: {summary['divergence']}; "
               f"results in {out}")
@@ -83,7 +84,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name
     n = len(cfg.compare or [cfg.scheme])
     print(f"comparing {n} schemes under attack '{cfg.attack.name}' (q={cfg.attack.q}) -> {out}")
-    res = run_compare(cfg, out, progress=not args.no_progress)
+    res = run_compare(cfg, out, progress=not args.no_progress, force=args.force)
     print()
     print(res["table"])
     print(f"\ntable: {out / 'table.md'}  plot: {out / 'accuracy.png'}")
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         pt.add_argument("--out", help="run directory (default: <out_dir>/<name>/...)")
         pt.add_argument("--no-progress", action="store_true", help="no progress bar")
+        pt.add_argument("--force", action="store_true",
+                        help="replace the results already in the output directory")
         if name == "train":
             pt.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
         pt.set_defaults(func=fn)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, SchemeConfig
+from ..runtime.rundir import prepare_run_dir
 from ..runtime.run import run_training
 from ..training.results import format_table, plot_accuracy, read_metrics, write_csv_table, write_summary
 
@@ -47,14 +48,16 @@ def _outcome(summary: dict[str, Any]) -> str:
 
 
 def run_compare(
-    cfg: RunConfig, out_dir: Path, *, progress: bool = True, log: Any = print
+    cfg: RunConfig, out_dir: Path, *, progress: bool = True, log: Any = print, force: bool = False
 ) -> dict[str, Any]:
     """Train every scheme of ``cfg.compare`` (with the attack, and clean when
-    ``cfg.compare_clean``), write one table and one plot, and return them."""
+    ``cfg.compare_clean``), write one table and one plot, and return them. An ``out_dir`` that
+    already holds a compare is refused unless ``force`` (which replaces it)."""
     from ..training.datasets import load_run_dataset
 
     schemes: list[SchemeConfig] = cfg.compare or [cfg.scheme]
     out_dir = Path(out_dir)
+    prepare_run_dir(out_dir, resume=False, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_run_dataset(cfg)
     rows: list[list[Any]] = []
@@ -76,7 +79,7 @@ def run_compare(
             run_dir = out_dir / f"{slug}-{tag}"
             summary = run_training(
                 cfg, run_dir, scheme_cfg=sc, attack_enabled=enabled, progress=progress,
-                dataset=dataset, label=label if enabled else f"{label} (no attack)",
+                dataset=dataset, label=label if enabled else f"{label} (no attack)", force=force,
             )
             summary.pop("model", None)
             runs[tag] = summary

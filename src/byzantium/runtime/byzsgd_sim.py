@@ -27,8 +27,9 @@ from typing import Any, Sequence
 
 from ..byzsgd import ByzSGDCluster, ByzSGDError, ByzSGDParams
 from ..config import ConfigError, RunConfig, SchemeConfig, byzsgd_section
-from ..training.results import MetricsWriter, plot_drift, write_run_config
+from ..training.results import MetricsWriter, plot_drift, run_config, write_run_config
 from .loop import BarProgress, Clocks, train
+from .rundir import prepare_run_dir
 from .update import lr_schedule
 
 __all__ = ["run_byzsgd", "build_byzsgd_cluster", "byzsgd_params", "byzsgd_summary", "lr_schedule"]
@@ -239,6 +240,7 @@ def run_byzsgd(
     dataset: Any = None,
     label: str | None = None,
     max_steps: int | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train ByzSGD in the simulator into ``run_dir``; return the summary.
 
@@ -250,10 +252,11 @@ def run_byzsgd(
     cfg = with_scheme_overrides(cfg, scheme_cfg)
     label = label or scheme_cfg.display
     run_dir = Path(run_dir)
-    write_run_config(run_dir, cfg, scheme_cfg, attack_enabled)
     if dataset is None:
         dataset = load_run_dataset(cfg)
     cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=scheme_cfg, attack_enabled=attack_enabled)
+    prepare_run_dir(run_dir, resume=resume, force=force)
+    write_run_config(run_dir, cfg, scheme_cfg, attack_enabled)
     stepper = ByzSGDStepper(cfg, cluster, label)
     t = cfg.training
     summary, rows = train(
@@ -262,6 +265,7 @@ def run_byzsgd(
         resume=resume, max_steps=max_steps,
         progress=lambda start: BarProgress(label, t.steps, start, enabled=progress),
         plot=(label, f"{cfg.name}: {label}"),
+        config=run_config(cfg, scheme_cfg, attack_enabled),
     )
     plot_drift(run_dir / "drift.png", rows, gathers=stepper.gathers,
                title=(f"{cfg.name}: {label}\nspread of the correct servers' models "

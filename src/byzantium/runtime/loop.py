@@ -32,6 +32,8 @@ from typing import Any, Callable, Protocol
 from tqdm.auto import tqdm
 
 from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..typed import ConfigError
+from .rundir import config_differences
 from ..training.results import MetricsWriter, plot_accuracy, read_metrics, write_summary
 
 __all__ = ["StopRun", "Diverged", "Stepper", "Clocks", "Progress", "BarProgress", "LineProgress",
@@ -174,6 +176,7 @@ def train(
     on_stop: Callable[[int, str, Path | None], None] | None = None,
     summary_path: Path | None = None,
     clocks: Clocks | None = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run ``stepper`` from its newest checkpoint (``resume``) or from ``start``/0 up to
     ``steps`` (at most ``max_steps`` of them in this call); return ``(summary, rows)``.
@@ -183,7 +186,9 @@ def train(
     ``checkpoint_at_end``: also checkpoint the last step of this call; ``checkpoint_on_stop``:
     checkpoint the last completed step when a :class:`StopRun` ends the run; ``before_step(t)``: a hook
     (fault injection); ``plot``: ``(label, title)`` of ``accuracy.png``; ``on_stop(step, error,
-    checkpoint)``: called when a :class:`StopRun` ends the run.
+    checkpoint)``: called when a :class:`StopRun` ends the run; ``config``: the run's resolved
+    configuration (plain data), saved in every checkpoint and compared on resume: a checkpoint of
+    another configuration is refused, naming the fields that differ.
     """
     run_dir = Path(run_dir)
     store = checkpoints if checkpoints is not None else RunCheckpoints(run_dir)
@@ -191,7 +196,15 @@ def train(
     t = start or 0
     found = store.newest() if resume else None
     if found is not None:
-        state, _ = found
+        state, path = found
+        if config is not None and "config" in state:
+            diff = config_differences(state["config"], config)
+            if diff:
+                raise ConfigError(
+                    f"--resume: {path} was written by another configuration (fields that "
+                    f"differ: {', '.join(diff[:12])}{' ...' if len(diff) > 12 else ''}); "
+                    "resume only the run that wrote it, or start a new run"
+                )
         t = stepper.load_state_dict(state)
         clocks = Clocks(float(state.get("sim_time", 0.0)), float(state.get("wall_time", 0.0)))
         metrics.truncate(t - 1)
@@ -204,8 +217,9 @@ def train(
     bar = progress(first) if progress is not None else None
 
     def save(step: int) -> Path:
+        extra = {} if config is None else {"config": config}
         return store.save(step, {**stepper.state_dict(), "sim_time": clocks.message_time,
-                                 "wall_time": clocks.wall_time})
+                                 "wall_time": clocks.wall_time, **extra})
 
     error: str | None = None
     diverged: tuple[int, str] | None = None

@@ -9,9 +9,10 @@ import torch
 
 from ..config import RunConfig, SchemeConfig
 from ..schemes.registry import topology
-from ..training.results import MetricsWriter, write_run_config
+from ..training.results import MetricsWriter, run_config, write_run_config
 from .job import build_job
 from .loop import BarProgress, train
+from .rundir import prepare_run_dir
 from .simulator import SimulatedStepper
 
 __all__ = ["run_training"]
@@ -28,27 +29,31 @@ def run_training(
     dataset: Any = None,
     label: str | None = None,
     max_steps: int | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train ``scheme_cfg`` (default ``cfg.scheme``) in the simulator; return the summary (with
     the trained ``model``).
 
     ``max_steps`` stops after that many steps of this call (with a checkpoint there), so a test
     can interrupt a run and check that ``resume`` ends with exactly the model of an
-    uninterrupted run.
+    uninterrupted run. A ``run_dir`` that already holds a run is refused unless ``resume``
+    (which needs a checkpoint of the same configuration) or ``force`` (which replaces it), see
+    :mod:`.rundir`.
     """
     threads = torch.get_num_threads()
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     try:
         sc = scheme_cfg or cfg.scheme
+        run_dir = Path(run_dir)
         if topology(sc.name) == "replicated":
             from .byzsgd_sim import run_byzsgd
 
-            return run_byzsgd(cfg, Path(run_dir), scheme_cfg=sc, attack_enabled=attack_enabled,
+            return run_byzsgd(cfg, run_dir, scheme_cfg=sc, attack_enabled=attack_enabled,
                               resume=resume, progress=progress, dataset=dataset, label=label,
-                              max_steps=max_steps)
+                              max_steps=max_steps, force=force)
         job = build_job(cfg, sc, attack_enabled=attack_enabled, dataset=dataset, label=label)
-        run_dir = Path(run_dir)
+        prepare_run_dir(run_dir, resume=resume, force=force)
         write_run_config(run_dir, cfg, sc, attack_enabled)
         stepper = SimulatedStepper(job)
         t = cfg.training
@@ -58,6 +63,7 @@ def run_training(
             resume=resume, max_steps=max_steps,
             progress=lambda start: BarProgress(job.label, t.steps, start, enabled=progress),
             plot=(job.label, f"{cfg.name}: {job.label}"),
+            config=run_config(cfg, sc, attack_enabled),
         )
         summary["model"] = job.model
         return summary

@@ -42,12 +42,17 @@ def write_config(run_dir: Path, cfg_dict: dict) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
 
 
+def run_config(cfg: Any, scheme_cfg: Any, attack_enabled: bool = True) -> dict[str, Any]:
+    """The resolved configuration of a run as plain data: the config with the scheme actually
+    run (what ``config.yaml`` holds and every checkpoint carries, to refuse a mixed resume)."""
+    from ..typed import to_plain
+
+    return {**to_plain(cfg), "scheme": to_plain(scheme_cfg), "attack_enabled": attack_enabled}
+
+
 def write_run_config(run_dir: Path, cfg: Any, scheme_cfg: Any, attack_enabled: bool = True) -> None:
     """``config.yaml`` of a run: the resolved configuration with the scheme actually run."""
-    from ..typed import to_plain as to_dict
-
-    write_config(Path(run_dir), {**to_dict(cfg), "scheme": to_dict(scheme_cfg),
-                                 "attack_enabled": attack_enabled})
+    write_config(Path(run_dir), run_config(cfg, scheme_cfg, attack_enabled))
 
 
 class MetricsWriter:

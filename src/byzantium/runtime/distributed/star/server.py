@@ -40,7 +40,7 @@ import torch
 from ....config import RunConfig
 from ....seeding import generator
 from ....training.checkpoint import latest_checkpoint
-from ....training.results import MetricsWriter, write_run_config
+from ....training.results import MetricsWriter, run_config, write_run_config
 from ...job import Job, build_job
 from ...loop import Clocks, LineProgress, StopRun, train
 from ...records import StarStepperBase, star_summary
@@ -307,7 +307,7 @@ def run_server(
             resume=resume,
             progress=lambda start: LineProgress(say, t.steps, start, opts.progress_every, K),
             plot=(cfg.scheme.display, f"{cfg.name}: {cfg.scheme.display} (distributed)"),
-            on_stop=on_stop,
+            on_stop=on_stop, config=run_config(cfg, cfg.scheme),
         )
     except StopRun as e:
         raise InsufficientWorkersError(str(e)) from None
