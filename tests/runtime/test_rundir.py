@@ -61,3 +61,18 @@ def test_compare_into_an_existing_directory_is_refused_without_force(tmp_path) -
         run_compare(cfg, tmp_path / "cmp", progress=False, log=lambda *_: None)
     out = run_compare(cfg, tmp_path / "cmp", progress=False, log=lambda *_: None, force=True)
     assert len(out["rows"]) == 1
+
+
+def test_resume_may_change_how_a_run_is_observed_and_its_length(tmp_path) -> None:
+    """Eval and checkpoint cadence, threads and (outside the cosine schedule) the number of
+    steps do not change what the steps compute: a resume may change them; under cosine the
+    schedule depends on the number of steps, so changing it is refused."""
+    cfg = parse_config(RAW)
+    run_training(cfg, tmp_path / "run", progress=False, max_steps=3)
+    longer = parse_config({**RAW, "training": {**RAW["training"], "steps": 9, "eval_every": 2}})
+    assert run_training(longer, tmp_path / "run", progress=False, resume=True)["steps_completed"] == 9
+    cos = {**RAW, "optim": {"lr": 0.1, "momentum": 0.9, "schedule": "cosine"}}
+    run_training(parse_config(cos), tmp_path / "cos", progress=False, max_steps=3)
+    with pytest.raises(ConfigError, match=r"fields that differ: training.steps\)"):
+        run_training(parse_config({**cos, "training": {**RAW["training"], "steps": 9}}),
+                     tmp_path / "cos", progress=False, resume=True)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..typed import ConfigError
-from .rundir import config_differences
+from .rundir import mixing_differences
 from ..training.results import MetricsWriter, plot_accuracy, read_metrics, write_summary
 
 __all__ = ["StopRun", "Diverged", "Stepper", "Clocks", "Progress", "BarProgress", "LineProgress",
@@ -198,7 +198,7 @@ def train(
     if found is not None:
         state, path = found
         if config is not None and "config" in state:
-            diff = config_differences(state["config"], config)
+            diff = mixing_differences(state["config"], config)
             if diff:
                 raise ConfigError(
                     f"--resume: {path} was written by another configuration (fields that "

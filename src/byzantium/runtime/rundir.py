@@ -3,7 +3,8 @@
 * a run directory that already holds a run is refused unless the run is resumed (``--resume``)
   or replaced on purpose (``--force``, which removes the old results first);
 * ``--resume`` needs a checkpoint to resume, and the checkpoint must come from the same
-  configuration (:func:`config_differences` names the fields that differ).
+  configuration (:func:`mixing_differences` names the fields that differ; how the run is
+  observed, and its length outside the cosine schedule, may change).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 from ..training.checkpoint import latest_checkpoint
 from ..typed import ConfigError
 
-__all__ = ["prepare_run_dir", "config_differences", "RESULT_NAMES"]
+__all__ = ["prepare_run_dir", "config_differences", "mixing_differences", "RESULT_NAMES",
+           "OBSERVATION_FIELDS"]
 
 RESULT_NAMES = ("metrics.csv", "summary.json", "checkpoints", "events.jsonl", "accuracy.png",
                 "drift.png", "config.yaml", "servers", "workers", "table.md", "table.csv")
@@ -46,6 +48,22 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     for name in held:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+OBSERVATION_FIELDS = ("name", "out_dir", "training.eval_every", "training.eval_batch_size",
+                      "training.checkpoint_every", "training.threads")
+"""Fields that change how a run is observed or stored, not what its steps compute: a resume may
+change them. ``training.steps`` may change too (a run continued for longer), except under the
+cosine schedule, whose learning rate at every step depends on it."""
+
+
+def mixing_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields in which ``current`` differs from the config that wrote a checkpoint and that
+    would make the resumed run a hybrid of two configurations (:data:`OBSERVATION_FIELDS` and,
+    outside the cosine schedule, ``training.steps`` excepted)."""
+    cosine = current.get("optim", {}).get("schedule") == "cosine"
+    allowed = set(OBSERVATION_FIELDS) | (set() if cosine else {"training.steps"})
+    return [f for f in config_differences(saved, current) if f not in allowed]
 
 
 def config_differences(saved: Any, current: Any, path: str = "") -> list[str]:
