@@ -5,13 +5,15 @@
     byzantium adversary [--K 15 --r 3 --q 1-7] [--csv PATH]
     byzantium launch CONFIG --workers K        (server + K worker processes on this machine)
     byzantium serve|work CONFIG                (one rank, from RANK/WORLD_SIZE/MASTER_ADDR/PORT)
-    byzantium list aggregators|attacks|schemes
+    byzantium list aggregators|attacks|schemes|models|datasets|stragglers
     byzantium aggregators-demo
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -41,11 +43,62 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("\nserver attacks (byzsgd.server_attack):")
         _print_rows(("name", "knowledge", "parameters", "description"),
                     [(r[0], r[1], r[3] or "-", r[2]) for r in describe_server_attacks()])
-    else:
+    elif args.what == "schemes":
         from .schemes import describe_schemes
 
         _print_rows(("name", "parts"), describe_schemes())
+    elif args.what == "models":
+        from .training.models import MODELS
+
+        _print_rows(("name", "parameters", "description"),
+                    [(n, _signature_params(c.__init__, skip=("self", "dataset", "input_shape",
+                                                               "num_outputs", "in_features", "out")),
+                      _first_line(c)) for n, c in MODELS.items()])
+    elif args.what == "datasets":
+        from .training.datasets import DATASETS
+
+        _print_rows(("name", "parameters (data.params)", "description"),
+                    [(n, _dataclass_params(DATASETS.params_class(n)), _first_line(f))
+                     for n, f in DATASETS.items()])
+    else:
+        from .stragglers import DELAY_MODELS
+
+        _print_rows(("name", "parameters (stragglers.params)", "description"),
+                    [(n, _dataclass_params(c) if dataclasses.is_dataclass(c)
+                      else _signature_params(c.__init__, skip=("self",)), _first_line(c))
+                     for n, c in DELAY_MODELS.items()])
     return 0
+
+
+def _first_line(obj: object) -> str:
+    return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+
+
+def _dataclass_params(cls: type | None) -> str:
+    """``name=default`` of a params dataclass's fields (``-`` when it takes none)."""
+    if cls is None:
+        return "-"
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name.startswith("_") or not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out.append(f"{f.name}={f.default!r}")
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out.append(f"{f.name}={f.default_factory()!r}")  # type: ignore[misc]
+        else:
+            out.append(f"{f.name} (required)")
+    return ", ".join(out) or "-"
+
+
+def _signature_params(fn: object, skip: tuple[str, ...]) -> str:
+    """``name=default`` of a constructor's keyword parameters."""
+    out = []
+    for name, prm in inspect.signature(fn).parameters.items():  # type: ignore[arg-type]
+        if name in skip or prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
+            continue
+        out.append(name if prm.default is prm.empty else f"{name}={prm.default!r}")
+    return ", ".join(out) or "-"
 
 
 def _load(args: argparse.Namespace):
@@ -104,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pl = sub.add_parser("list", help="list registered components")
-    pl.add_argument("what", choices=["aggregators", "attacks", "schemes"])
+    pl.add_argument("what", choices=["aggregators", "attacks", "schemes", "models", "datasets",
+                                     "stragglers"])
     pl.set_defaults(func=_cmd_list)
 
     for name, fn, helptext in (
