@@ -74,7 +74,9 @@ class Registry(Generic[T]):
                 f"{', '.join(self._entries) or '(none registered)'}")
 
     def params_class(self, name: str) -> type | None:
-        self[name]
+        """The params dataclass of entry ``name`` (None: it takes no parameters)."""
+        if name not in self._entries:
+            raise self.error(self.unknown(name))
         return self._params[name]
 
     def params(self, name: str, raw: dict | None, path: str) -> Any:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol
 
 from tqdm.auto import tqdm
 
-from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ..typed import ConfigError
 from .rundir import mixing_differences
 from ..training.results import MetricsWriter, plot_accuracy, read_metrics, write_summary
@@ -95,8 +95,6 @@ class RunCheckpoints:
         return save_checkpoint(self.run_dir, step, state)
 
     def newest(self) -> tuple[dict[str, Any], Path] | None:
-        from ..training.checkpoint import latest_checkpoint
-
         ck = latest_checkpoint(self.run_dir)
         return None if ck is None else (load_checkpoint(ck), ck)
 
