@@ -50,6 +50,8 @@ def test_resume_needs_a_checkpoint_of_the_same_configuration(tmp_path) -> None:
                             "scheme": {"name": "robust", "aggregator": "trimmed_mean"}})
     with pytest.raises(ConfigError, match=r"fields that differ: optim.lr, scheme.aggregator\)"):
         run_training(changed, tmp_path / "run", progress=False, resume=True)
+    before = (tmp_path / "run" / "config.yaml").read_text()  # the refusal wrote nothing
+    assert "trimmed_mean" not in before and "median" in before
     done = run_training(cfg, tmp_path / "run", progress=False, resume=True)
     assert done["status"] == "completed" and done["steps_completed"] == 6
 

@@ -255,7 +255,8 @@ def run_byzsgd(
     if dataset is None:
         dataset = load_run_dataset(cfg)
     cluster = build_byzsgd_cluster(cfg, dataset, scheme_cfg=scheme_cfg, attack_enabled=attack_enabled)
-    prepare_run_dir(run_dir, resume=resume, force=force)
+    config = run_config(cfg, scheme_cfg, attack_enabled)
+    prepare_run_dir(run_dir, resume=resume, force=force, config=config)
     write_run_config(run_dir, cfg, scheme_cfg, attack_enabled)
     stepper = ByzSGDStepper(cfg, cluster, label)
     t = cfg.training
@@ -265,7 +266,7 @@ def run_byzsgd(
         resume=resume, max_steps=max_steps,
         progress=lambda start: BarProgress(label, t.steps, start, enabled=progress),
         plot=(label, f"{cfg.name}: {label}"),
-        config=run_config(cfg, scheme_cfg, attack_enabled),
+        config=config,
     )
     plot_drift(run_dir / "drift.png", rows, gathers=stepper.gathers,
                title=(f"{cfg.name}: {label}\nspread of the correct servers' models "

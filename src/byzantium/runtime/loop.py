@@ -32,8 +32,7 @@ from typing import Any, Callable, Protocol
 from tqdm.auto import tqdm
 
 from ..training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from ..typed import ConfigError
-from .rundir import mixing_differences
+from .rundir import check_resumable
 from ..training.results import MetricsWriter, plot_accuracy, read_metrics, write_summary
 
 __all__ = ["StopRun", "Diverged", "Stepper", "Clocks", "Progress", "BarProgress", "LineProgress",
@@ -195,14 +194,7 @@ def train(
     found = store.newest() if resume else None
     if found is not None:
         state, path = found
-        if config is not None and "config" in state:
-            diff = mixing_differences(state["config"], config)
-            if diff:
-                raise ConfigError(
-                    f"--resume: {path} was written by another configuration (fields that "
-                    f"differ: {', '.join(diff[:12])}{' ...' if len(diff) > 12 else ''}); "
-                    "resume only the run that wrote it, or start a new run"
-                )
+        check_resumable(state, path, config)
         t = stepper.load_state_dict(state)
         clocks = Clocks(float(state.get("sim_time", 0.0)), float(state.get("wall_time", 0.0)))
         metrics.truncate(t - 1)

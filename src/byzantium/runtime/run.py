@@ -53,7 +53,8 @@ def run_training(
                               resume=resume, progress=progress, dataset=dataset, label=label,
                               max_steps=max_steps, force=force)
         job = build_job(cfg, sc, attack_enabled=attack_enabled, dataset=dataset, label=label)
-        prepare_run_dir(run_dir, resume=resume, force=force)
+        config = run_config(cfg, sc, attack_enabled)
+        prepare_run_dir(run_dir, resume=resume, force=force, config=config)
         write_run_config(run_dir, cfg, sc, attack_enabled)
         stepper = SimulatedStepper(job)
         t = cfg.training
@@ -63,7 +64,7 @@ def run_training(
             resume=resume, max_steps=max_steps,
             progress=lambda start: BarProgress(job.label, t.steps, start, enabled=progress),
             plot=(job.label, f"{cfg.name}: {job.label}"),
-            config=run_config(cfg, sc, attack_enabled),
+            config=config,
         )
         summary["model"] = job.model
         return summary

@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..training.checkpoint import latest_checkpoint
+from ..training.checkpoint import latest_checkpoint, load_checkpoint
 from ..typed import ConfigError
 
-__all__ = ["prepare_run_dir", "config_differences", "mixing_differences", "RESULT_NAMES",
+__all__ = ["prepare_run_dir", "check_resumable", "config_differences", "mixing_differences",
+           "RESULT_NAMES",
            "OBSERVATION_FIELDS"]
 
 RESULT_NAMES = ("metrics.csv", "summary.json", "checkpoints", "events.jsonl", "accuracy.png",
@@ -24,19 +25,25 @@ RESULT_NAMES = ("metrics.csv", "summary.json", "checkpoints", "events.jsonl", "a
 """What a run (or a compare) writes into its directory."""
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
-    """Check (and with ``force`` clear) ``run_dir`` before a run writes into it."""
+def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool,
+                    config: dict[str, Any] | None = None) -> None:
+    """Check (and with ``force`` clear) ``run_dir`` before a run writes into it; with ``resume``
+    and the run's ``config`` (plain data), also that its newest checkpoint was written by that
+    configuration, so a refused resume leaves the directory as it was."""
     run_dir = Path(run_dir)
     if resume and force:
         raise ConfigError("--resume and --force contradict each other: resume continues the run "
                           "in the directory, force replaces it")
     held = [n for n in RESULT_NAMES if (run_dir / n).exists()]
     if resume:
-        if latest_checkpoint(run_dir) is None:
+        ck = latest_checkpoint(run_dir)
+        if ck is None:
             raise ConfigError(
                 f"--resume: {run_dir} holds no checkpoint to resume (set "
                 "training.checkpoint_every, or run without --resume to start afresh)"
             )
+        if config is not None:
+            check_resumable(load_checkpoint(ck), ck, config)
         return
     if not held:
         return
@@ -64,6 +71,20 @@ def mixing_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     cosine = current.get("optim", {}).get("schedule") == "cosine"
     allowed = set(OBSERVATION_FIELDS) | (set() if cosine else {"training.steps"})
     return [f for f in config_differences(saved, current) if f not in allowed]
+
+
+def check_resumable(state: dict[str, Any], path: Path, config: dict[str, Any] | None) -> None:
+    """Refuse to resume checkpoint ``state`` (read from ``path``) under ``config`` when the
+    configuration that wrote it differs in a field that would mix the two runs."""
+    if config is None or "config" not in state:
+        return
+    diff = mixing_differences(state["config"], config)
+    if diff:
+        raise ConfigError(
+            f"--resume: {path} was written by another configuration (fields that differ: "
+            f"{', '.join(diff[:12])}{' ...' if len(diff) > 12 else ''}); resume only the run "
+            "that wrote it, or start a new run"
+        )
 
 
 def config_differences(saved: Any, current: Any, path: str = "") -> list[str]:
